@@ -1,0 +1,104 @@
+"""RSNA Pneumonia Detection: the Kaggle folder layout and the box-to-mask rule.
+
+Layout: stage_2_train_images/<patientId>.dcm, stage_2_train_labels.csv (patientId, x, y, width,
+height, Target; one row per box, Target=0 rows have empty boxes) and stage_2_detailed_class_info.csv
+(patientId, class). The paper kept "Normal" and "Lung Opacity" and dropped the
+"No Lung Opacity / Not Normal" class (PROTOCOL-NOTES.md, Data).
+"""
+from __future__ import annotations
+
+import logging
+import math
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+
+from repro.data.tables import read_label_csv
+
+log = logging.getLogger(__name__)
+
+NOT_NORMAL = "No Lung Opacity / Not Normal"
+LABELS_CSV = "stage_2_train_labels.csv"
+CLASS_CSV = "stage_2_detailed_class_info.csv"
+IMAGE_DIR = "stage_2_train_images"
+
+
+@dataclass(frozen=True)
+class RsnaRecord:
+    image_id: str            # the patientId
+    dicom_path: Path
+    label: int
+    boxes: tuple[tuple[float, float, float, float], ...]  # (x, y, width, height) in source pixels
+    csv_rows: tuple[int, ...]                               # 1-based data rows of the labels CSV
+
+
+def load_rsna_records(root: str | Path, *, drop_not_normal: bool = True) -> list[RsnaRecord]:
+    """One record per patientId of the labels CSV, in order of first appearance."""
+    root = Path(root)
+    labels_path, class_path, image_dir = root / LABELS_CSV, root / CLASS_CSV, root / IMAGE_DIR
+    labels = read_label_csv(labels_path, ["patientId", "x", "y", "width", "height", "Target"])
+    classes = read_label_csv(class_path, ["patientId", "class"]) if class_path.is_file() else None
+    if drop_not_normal and classes is None:
+        raise FileNotFoundError(f"{class_path} is needed to drop the '{NOT_NORMAL}' class "
+                                "(or keep it with drop_not_normal=False)")
+    if not image_dir.is_dir():
+        raise FileNotFoundError(f"RSNA image folder not found: {image_dir}")
+    dropped = set()
+    if drop_not_normal:
+        dropped = set(classes.loc[classes["class"] == NOT_NORMAL, "patientId"])
+
+    records = []
+    for patient_id, rows in labels.groupby("patientId", sort=False):
+        if patient_id in dropped:
+            continue
+        targets = set(rows["Target"])
+        if not targets <= {"0", "1"} or len(targets) != 1:
+            raise ValueError(f"{labels_path.name}: patientId {patient_id} has Target values "
+                             f"{sorted(targets)} (rows {list(rows['row'])}); expected all 0 or all 1")
+        label = int(targets.pop())
+        boxes = tuple(_parse_box(row, labels_path.name) for _, row in rows.iterrows()) if label else ()
+        dicom_path = image_dir / f"{patient_id}.dcm"
+        if not dicom_path.is_file():
+            raise FileNotFoundError(f"{labels_path.name}: patientId {patient_id} (row {rows['row'].iloc[0]}) "
+                                    f"has no DICOM at {dicom_path}")
+        records.append(RsnaRecord(patient_id, dicom_path, label, boxes, tuple(int(r) for r in rows["row"])))
+    return records
+
+
+def boxes_to_mask(boxes, source_size: tuple[int, int], size: int, *, where: str = "") -> np.ndarray:
+    """Fill boxes into a (size, size) mask with the authors' rule.
+
+    Corners are rescaled as int(size * coord / 1023) for a 1024-pixel source, i.e. with the
+    source's last index as the divisor (int(S * c / (source - 1))), and filled with inclusive
+    ends: mask[y0:y1 + 1, x0:x1 + 1] = True (PROTOCOL-NOTES.md, Data). Boxes reaching outside
+    the image are clipped with a warning.
+    """
+    height, width = source_size
+    mask = np.zeros((size, size), dtype=bool)
+    for x, y, w, h in boxes:
+        x1, y1 = x + w, y + h
+        clipped = (max(x, 0.0), max(y, 0.0), min(x1, width - 1.0), min(y1, height - 1.0))
+        if clipped != (x, y, x1, y1):
+            log.warning("%sbox (x=%s, y=%s, w=%s, h=%s) reaches outside the %dx%d image: clipped",
+                        f"{where}: " if where else "", x, y, w, h, width, height)
+        cx0, cy0, cx1, cy1 = clipped
+        if cx1 < cx0 or cy1 < cy0:
+            continue  # entirely outside
+        c0, c1 = int(size * cx0 / (width - 1)), int(size * cx1 / (width - 1))
+        r0, r1 = int(size * cy0 / (height - 1)), int(size * cy1 / (height - 1))
+        mask[r0:r1 + 1, c0:c1 + 1] = True
+    return mask
+
+
+def _parse_box(row: pd.Series, csv_name: str) -> tuple[float, float, float, float]:
+    where = f"{csv_name}: row {row['row']} (patientId {row['patientId']})"
+    try:
+        box = tuple(float(row[k]) for k in ("x", "y", "width", "height"))
+    except ValueError:
+        raise ValueError(f"{where}: Target=1 but the box is missing or not numeric "
+                         f"(x={row['x']!r}, y={row['y']!r}, width={row['width']!r}, height={row['height']!r})") from None
+    if not all(math.isfinite(v) for v in box) or box[2] <= 0 or box[3] <= 0:
+        raise ValueError(f"{where}: Target=1 but the box {box} has no positive width and height")
+    return box

@@ -1,0 +1,123 @@
+"""The paper's statistics: a linear mixed-effects model with Tukey-adjusted post hoc contrasts.
+
+The authors used R (lme4 + lmerTest, multcomp's Tukey contrasts): score ~ method + (1 | image),
+two-sided, alpha 0.05. Here statsmodels' MixedLM fits the same model. No Python library runs
+multcomp's post hoc step on a mixed model, so it is written out: each pairwise contrast's estimate
+and standard error come from the fixed effects and their covariance, and the p value is adjusted
+for all pairwise comparisons among the k groups with the studentized range distribution at
+infinite degrees of freedom (Tukey's HSD on asymptotically normal z statistics, which is what
+multcomp computes for lme4 fits when the design is balanced).
+"""
+from __future__ import annotations
+
+import warnings
+from dataclasses import dataclass
+
+import numpy as np
+import pandas as pd
+import statsmodels.formula.api as smf
+from scipy.stats import studentized_range
+
+PASS, FAIL, UNCERTAIN = "pass", "did not pass", "uncertain"
+
+
+@dataclass(frozen=True)
+class Contrast:
+    """One post hoc comparison: `group` minus `reference` (another group, or a constant)."""
+    group: str
+    reference: str | float
+    estimate: float     # difference of the fitted group means
+    std_error: float
+    z: float
+    p_value: float      # Tukey-adjusted, two-sided
+    verdict: str        # pass / did not pass / uncertain, in the direction the test defines
+
+
+def mixed_model_contrasts(scores: pd.DataFrame, pairs: list[tuple[str, str | float]], *,
+                          higher_is_pass: bool = True, alpha: float = 0.05) -> list[Contrast]:
+    """Fit score ~ group + (1 | image) and test each (group, reference) pair of `pairs`.
+
+    `scores` is long: columns image, group, score (NaN rows are dropped; count them before).
+    A numeric reference is a constant baseline (the paper's SSIM 0.5): the group's fitted mean is
+    tested against it. (Entering the constant as a group of identical scores, as one might in R,
+    makes the model degenerate: that group has no residual variance.)
+    The Tukey family is every pairwise comparison among the groups present in `scores`.
+    A significant difference in the favourable direction is a pass (higher, or lower when
+    higher_is_pass=False, as in the randomization test); a significant one the other way
+    did not pass; no significant difference is uncertain.
+    """
+    data = _validated(scores, pairs)
+    groups = sorted(data["group"].unique())
+    estimates, covariance = _group_means(data, groups)
+    index = {g: i for i, g in enumerate(groups)}
+    results = []
+    for group, reference in pairs:
+        weights = np.zeros(len(groups))
+        weights[index[group]] = 1.0
+        offset = 0.0
+        if isinstance(reference, str):
+            weights[index[reference]] = -1.0
+        else:
+            offset = float(reference)
+        estimate = float(weights @ estimates) - offset
+        std_error = float(np.sqrt(max(weights @ covariance @ weights, 0.0)))
+        z = estimate / std_error if std_error > 0 else (0.0 if estimate == 0 else np.inf * np.sign(estimate))
+        p_value = tukey_p_value(z, len(groups))
+        results.append(Contrast(group, reference, estimate, std_error, float(z), p_value,
+                                verdict(estimate, p_value, higher_is_pass=higher_is_pass, alpha=alpha)))
+    return results
+
+
+def tukey_p_value(z: float, n_groups: int) -> float:
+    """P(max pairwise |Z| >= |z|) among n_groups means: the studentized range at df = infinity."""
+    if n_groups < 2:
+        raise ValueError(f"tukey_p_value: need at least 2 groups, got {n_groups}")
+    if not np.isfinite(z):
+        return 0.0
+    return float(min(1.0, studentized_range.sf(abs(z) * np.sqrt(2.0), n_groups, np.inf)))
+
+
+def verdict(estimate: float, p_value: float, *, higher_is_pass: bool = True, alpha: float = 0.05) -> str:
+    if not p_value < alpha:
+        return UNCERTAIN
+    return PASS if (estimate > 0) == higher_is_pass else FAIL
+
+
+def format_p(p_value: float) -> str:
+    """As the paper prints P values: "<.001", ".02", ".23"."""
+    if not np.isfinite(p_value):
+        return "NA"
+    if p_value < 0.001:
+        return "<.001"
+    text = f"{p_value:.3f}" if p_value < 0.01 else f"{p_value:.2f}"
+    return text.lstrip("0") if p_value < 1 else "1.00"
+
+
+def _group_means(data: pd.DataFrame, groups: list[str]) -> tuple[np.ndarray, np.ndarray]:
+    """Fitted mean of every group and their covariance, from score ~ 0 + group + (1 | image)."""
+    with warnings.catch_warnings():
+        # Boundary fits (no between-image variance) and zero-variance groups such as the
+        # constant 0.5 baseline warn but estimate the fixed effects correctly.
+        warnings.simplefilter("ignore")
+        model = smf.mixedlm("score ~ 0 + C(group)", data, groups=data["image"])
+        fit = model.fit(reml=True, method=["lbfgs", "powell"])
+    names = [f"C(group)[{g}]" for g in groups]
+    return fit.fe_params[names].to_numpy(), fit.cov_params().loc[names, names].to_numpy()
+
+
+def _validated(scores: pd.DataFrame, pairs) -> pd.DataFrame:
+    missing = {"image", "group", "score"} - set(scores.columns)
+    if missing:
+        raise ValueError(f"scores: missing column(s) {sorted(missing)}; expected image, group, score")
+    data = scores.loc[np.isfinite(scores["score"].astype(float)), ["image", "group", "score"]].copy()
+    data["score"] = data["score"].astype(float)
+    data["group"] = data["group"].astype(str)
+    present = set(data["group"])
+    for group, reference in pairs:
+        for name in (group, reference):
+            if isinstance(name, str) and name not in present:
+                raise ValueError(f"scores: group {name!r} has no finite score; groups: {sorted(present)}")
+    if data["image"].nunique() < 2:
+        raise ValueError("scores: need at least 2 images for a mixed model")
+    return data
+

@@ -1,0 +1,57 @@
+"""The command line: --help everywhere, one-line errors, summary and preview on real layouts."""
+import subprocess
+import sys
+
+import pytest
+
+from repro.cli import main
+
+
+def run_cli(*args):
+    return subprocess.run([sys.executable, "-m", "repro.cli", *args], capture_output=True, text=True)
+
+
+@pytest.mark.parametrize("args", [[], ["data"], ["data", "make-phantoms"], ["data", "summary"],
+                                  ["data", "preview"], ["all"]])
+def test_help_everywhere(args, capsys):
+    with pytest.raises(SystemExit) as exit_info:
+        main([*args, "--help"])
+    assert exit_info.value.code == 0
+    assert "usage: repro" in capsys.readouterr().out
+
+
+@pytest.mark.parametrize("args, message", [
+    (["data", "summary", "--dataset", "chexpert", "--root", "x"], "invalid choice: 'chexpert'"),
+    (["data", "make-phantoms", "--out", "x", "--n", "0"], "expected a positive integer"),
+    (["data", "summary", "--dataset", "siim"], "the following arguments are required: --root"),
+    (["frobnicate"], "invalid choice"),
+])
+def test_wrong_arguments_give_one_line(args, message, capsys):
+    with pytest.raises(SystemExit) as exit_info:
+        main(args)
+    assert exit_info.value.code == 2
+    err = capsys.readouterr().err
+    assert message in err and len(err.strip().splitlines()) == 1
+
+
+def test_missing_root_is_one_line_not_a_traceback(tmp_path):
+    result = run_cli("data", "summary", "--dataset", "siim", "--root", str(tmp_path / "nowhere"))
+    assert result.returncode == 2
+    assert result.stderr.strip().startswith("repro: error:") and "nowhere" in result.stderr
+    assert "Traceback" not in result.stderr and len(result.stderr.strip().splitlines()) == 1
+
+
+def test_unknown_experiment(capsys):
+    assert main(["all", "--experiment", "nonesuch"]) == 2
+    assert "unknown experiment 'nonesuch'" in capsys.readouterr().err
+
+
+def test_summary_and_preview(rsna_root, tmp_path, capsys):
+    common = ["--dataset", "rsna", "--root", str(rsna_root), "--size", "32", "--cache", str(tmp_path / "c")]
+    assert main(["data", "summary", *common]) == 0
+    assert "rsna: 4 images at 32 px, 3 positive" in capsys.readouterr().out
+    out = tmp_path / "grid.png"
+    assert main(["data", "preview", *common, "--out", str(out), "--n", "4"]) == 0
+    assert out.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+    assert main(["data", "summary", *common, "--keep-not-normal"]) == 0
+    assert "5 images" in capsys.readouterr().out

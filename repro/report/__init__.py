@@ -1,0 +1,1 @@
+"""Reports stage: tables, figures and the fidelity grade against the published numbers."""

@@ -10,6 +10,7 @@ multcomp computes for lme4 fits when the design is balanced).
 """
 from __future__ import annotations
 
+import logging
 import warnings
 from dataclasses import dataclass
 
@@ -17,6 +18,8 @@ import numpy as np
 import pandas as pd
 import statsmodels.formula.api as smf
 from scipy.stats import studentized_range
+
+log = logging.getLogger(__name__)
 
 PASS, FAIL, UNCERTAIN = "pass", "did not pass", "uncertain"
 
@@ -94,15 +97,27 @@ def format_p(p_value: float) -> str:
 
 
 def _group_means(data: pd.DataFrame, groups: list[str]) -> tuple[np.ndarray, np.ndarray]:
-    """Fitted mean of every group and their covariance, from score ~ 0 + group + (1 | image)."""
-    with warnings.catch_warnings():
-        # Boundary fits (no between-image variance) and zero-variance groups such as the
-        # constant 0.5 baseline warn but estimate the fixed effects correctly.
-        warnings.simplefilter("ignore")
-        model = smf.mixedlm("score ~ 0 + C(group)", data, groups=data["image"])
-        fit = model.fit(reml=True, method=["lbfgs", "powell"])
+    """Fitted mean of every group and their covariance, from score ~ 0 + group + (1 | image).
+
+    When the images share no variance the fit sits on the boundary (lme4 reports a "singular
+    fit" with a zero image variance) and statsmodels may fail to invert its Hessian; the fixed
+    effects of that boundary fit are the ordinary least-squares ones, so OLS is used then.
+    """
     names = [f"C(group)[{g}]" for g in groups]
-    return fit.fe_params[names].to_numpy(), fit.cov_params().loc[names, names].to_numpy()
+    formula = "score ~ 0 + C(group)"
+    with warnings.catch_warnings():
+        # Boundary fits and zero-variance groups warn but estimate the fixed effects correctly.
+        warnings.simplefilter("ignore")
+        try:
+            fit = smf.mixedlm(formula, data, groups=data["image"]).fit(reml=True, method=["lbfgs", "powell"])
+            covariance = fit.cov_params().loc[names, names].to_numpy()
+            if not np.isfinite(covariance).all():
+                raise np.linalg.LinAlgError("non-finite covariance")
+        except (np.linalg.LinAlgError, ValueError):
+            log.info("mixed model on the boundary (no between-image variance): using OLS")
+            fit = smf.ols(formula, data).fit()
+            covariance = fit.cov_params().loc[names, names].to_numpy()
+    return fit.params[names].to_numpy(), covariance
 
 
 def _validated(scores: pd.DataFrame, pairs) -> pd.DataFrame:

@@ -1,0 +1,278 @@
+"""The fidelity grade: a run's Tables 2-4 side by side with the published ones.
+
+Both sides are cell tables in published.csv's schema (repro.report.tables.result_cells makes ours).
+The grade has four parts:
+- per value cell: our mean minus the published mean, also in units of the published sd;
+- per P-value cell: whether our verdict (pass / did not pass / uncertain) agrees with the paper's;
+- per criterion and data set: Spearman's rank correlation of the eight methods' means;
+- the paper's findings, checked one by one on our cells: agree / disagree / not measured, with the
+  places where the paper contradicts itself named instead of guessed.
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Callable
+
+import numpy as np
+import pandas as pd
+from scipy.stats import spearmanr
+
+from repro.io import write_json, write_text
+from repro.report.published import METHODS, published_cells
+
+AGREE, DISAGREE, NOT_MEASURED = "agree", "disagree", "not measured"
+HIGH = {"siim": "U-Net", "rsna": "RetinaNet"}
+NAMES = {"siim": "SIIM-ACR", "rsna": "RSNA"}
+
+
+# --- the cells --------------------------------------------------------------------------------
+
+def compare_cells(ours: pd.DataFrame, published: pd.DataFrame | None = None) -> pd.DataFrame:
+    """One row per published cell: ours beside the paper's, with differences and verdict agreement."""
+    published = published_cells() if published is None else published
+    key = ["table", "dataset", "method", "column"]
+    merged = published.merge(ours[key + ["mean", "sd", "p", "verdict"]], on=key, how="left",
+                             suffixes=("_paper", "_ours"))
+    merged["difference"] = merged["mean_ours"] - merged["mean_paper"]
+    with np.errstate(divide="ignore", invalid="ignore"):
+        merged["difference_in_sd"] = np.where(merged["sd_paper"] > 0,
+                                              merged["difference"] / merged["sd_paper"], np.nan)
+    merged["verdict_agreement"] = [
+        _verdict_agreement(paper, mine) for paper, mine in zip(merged["verdict_paper"], merged["verdict_ours"])]
+    merged.loc[~merged["column"].str.startswith("P_"), "verdict_agreement"] = ""
+    return merged
+
+
+def _verdict_agreement(paper, mine) -> str:
+    if paper == "":
+        return "paper printed no verdict"
+    if not isinstance(mine, str) or mine == "":
+        return NOT_MEASURED
+    return AGREE if paper == mine else DISAGREE
+
+
+def rank_correlations(ours: pd.DataFrame, published: pd.DataFrame | None = None) -> pd.DataFrame:
+    """Spearman's rho between our and the paper's ordering of the eight methods, per criterion."""
+    published = published_cells() if published is None else published
+    rows = []
+    for (table, dataset, column), paper in published[~published["column"].str.startswith("P_")].groupby(
+            ["table", "dataset", "column"]):
+        paper = paper[paper["method"].isin(METHODS)].set_index("method")["mean"]
+        mine = ours[(ours["table"] == table) & (ours["dataset"] == dataset) & (ours["column"] == column)]
+        mine = mine[mine["method"].isin(METHODS)].set_index("method")["mean"]
+        common = [m for m in METHODS if m in paper.index and m in mine.index]
+        rho = spearmanr(paper[common], mine[common]).statistic if len(common) >= 3 else np.nan
+        rows.append({"table": table, "dataset": dataset, "criterion": column, "methods": len(common),
+                     "spearman_rho": float(rho)})
+    return pd.DataFrame(rows)
+
+
+# --- the findings -----------------------------------------------------------------------------
+
+@dataclass(frozen=True)
+class Finding:
+    claim: str
+    source: str
+    check: Callable[[pd.DataFrame], bool | None]   # True = holds in the cells, None = not measured
+    caveat: str = ""
+
+
+def _means(cells, table, dataset, column, methods=METHODS) -> pd.Series | None:
+    rows = cells[(cells["table"] == table) & (cells["dataset"] == dataset) & (cells["column"] == column)
+                 & cells["method"].isin(methods)]
+    means = rows.set_index("method")["mean"].dropna()
+    return means if len(means) == len(methods) else None
+
+
+def _verdicts(cells, table, dataset, column, methods=METHODS) -> pd.Series | None:
+    rows = cells[(cells["table"] == table) & (cells["dataset"] == dataset) & (cells["column"] == column)
+                 & cells["method"].isin(methods)]
+    verdicts = rows.set_index("method")["verdict"]
+    return verdicts if len(verdicts) == len(methods) else None
+
+
+def _best(table, column, best="XRAI", lowest=False):
+    def check(cells, dataset):
+        means = _means(cells, table, dataset, column)
+        if means is None:
+            return None
+        return (means.idxmin() if lowest else means.idxmax()) == best
+    return check
+
+
+def _all_verdicts(table, column, verdict, methods=METHODS):
+    def check(cells, dataset):
+        verdicts = _verdicts(cells, table, dataset, column, methods)
+        return None if verdicts is None else bool((verdicts == verdict).all())
+    return check
+
+
+def _count_verdicts(table, column, verdict, at_least):
+    def check(cells, dataset):
+        verdicts = _verdicts(cells, table, dataset, column)
+        return None if verdicts is None else int((verdicts == verdict).sum()) >= at_least
+    return check
+
+
+def _repeat_above_reprod(cells, dataset):
+    repeat, reprod = _means(cells, 4, dataset, "Repeatability"), _means(cells, 4, dataset, "Reproducibility")
+    return None if repeat is None or reprod is None else bool((repeat > reprod).all())
+
+
+def _per_dataset(claim, source, check, caveat=""):
+    return [Finding(f"{NAMES[d]}: {claim}", source, lambda cells, d=d: check(cells, d), caveat) for d in NAMES]
+
+
+FINDINGS: list[Finding] = [
+    *_per_dataset("XRAI has the highest utility (AUPRC) of the eight methods", "Results; Table 3",
+                  _best(3, "AUPRC")),
+    *_per_dataset("SIG has the lowest utility (AUPRC) of the eight methods", "Results; Table 3",
+                  _best(3, "AUPRC", best="SIG", lowest=True)),
+    *_per_dataset("XRAI passes the utility test against the AVG mask", "Key Points; Table 3",
+                  _all_verdicts(3, "P_AVG", "pass", methods=("XRAI",))),
+    *_per_dataset("the AVG mask beats most methods (at least 5 of 8 did not pass against AVG)",
+                  "Results; Table 3", _count_verdicts(3, "P_AVG", "did not pass", 5)),
+    *_per_dataset("the localization network beats every method on utility", "Abstract; Table 3",
+                  _all_verdicts(3, "P_High", "did not pass")),
+    *_per_dataset("XRAI fails the randomization test", "Key Points; Table 3",
+                  _all_verdicts(3, "P_Randomization", "did not pass", methods=("XRAI",))),
+    *_per_dataset("Grad-CAM passes the randomization test", "Discussion; Table 3",
+                  _all_verdicts(3, "P_Randomization", "pass", methods=("GCAM",))),
+    *_per_dataset("GRAD, SG, SIG and GBP pass the randomization test", "Results; Table 3",
+                  _all_verdicts(3, "P_Randomization", "pass", methods=("GRAD", "SG", "SIG", "GBP"))),
+    *_per_dataset("XRAI has the highest repeatability of the eight methods", "Results; Table 4",
+                  _best(4, "Repeatability")),
+    *_per_dataset("XRAI has the highest reproducibility of the eight methods", "Results; Table 4",
+                  _best(4, "Reproducibility")),
+    *_per_dataset("SG has the lowest repeatability of the eight methods", "Results; Table 4",
+                  _best(4, "Repeatability", best="SG", lowest=True)),
+    Finding("RSNA: repeatability exceeds reproducibility for every method", "Results; Table 4",
+            lambda cells: _repeat_above_reprod(cells, "rsna"),
+            caveat="the text says this of the pneumonia data; in the paper's SIIM-ACR Table 4, SG and SIG "
+                   "are more reproducible than repeatable"),
+    Finding("SIIM-ACR: no method is as reproducible as the U-Nets", "Results; Table 4",
+            lambda cells: _all_verdicts(4, "P_Reprod_High", "did not pass")(cells, "siim")),
+    Finding("RSNA: no method is more repeatable than the RetinaNets except XRAI", "Key Points; Results",
+            lambda cells: _xrai_sole_exception(cells),
+            caveat="Table 4 marks XRAI's repeatability (0.84 vs RetinaNet 0.80) as 'did not pass', while "
+                   "the text and Key Points say XRAI exceeded RetinaNet (P < .001): checked as the text says."),
+]
+
+# Counted claims where the paper disagrees with itself: reported, never graded.
+CONTRADICTIONS = [
+    {"claim": "How many methods failed the randomization test",
+     "paper_says": "Abstract: five (SIIM-ACR) and two (RSNA) of eight failed. Table 3: SIIM-ACR one did not pass "
+                   "(XRAI), one uncertain (IG), one unmarked (GGCAM); RSNA one did not pass (XRAI), two uncertain "
+                   "(IG, GGCAM).",
+     "column": "P_Randomization"},
+    {"claim": "Table 4 RSNA GBP repeatability sd",
+     "paper_says": "0.56 +- 0.83: an sd of 0.83 on SSIM in [0, 1] around 0.56 is impossible; probably 0.08. "
+                   "Its difference in sd units is not graded.",
+     "column": "Repeatability"},
+]
+
+
+def _xrai_sole_exception(cells):
+    verdicts = _verdicts(cells, 4, "rsna", "P_Repeat_High")
+    if verdicts is None:
+        return None
+    others = verdicts.drop("XRAI")
+    return bool(verdicts["XRAI"] == "pass" and (others == "did not pass").all())
+
+
+def check_findings(cells: pd.DataFrame) -> pd.DataFrame:
+    rows = []
+    for finding in FINDINGS:
+        holds = finding.check(cells)
+        outcome = NOT_MEASURED if holds is None else (AGREE if holds else DISAGREE)
+        rows.append({"finding": finding.claim, "source": finding.source, "outcome": outcome,
+                     "caveat": finding.caveat})
+    return pd.DataFrame(rows)
+
+
+def failed_randomization_counts(cells: pd.DataFrame) -> dict[str, dict[str, int]]:
+    counts = {}
+    for dataset in NAMES:
+        verdicts = _verdicts(cells, 3, dataset, "P_Randomization")
+        if verdicts is not None:
+            counts[dataset] = {v or "unmarked": int((verdicts == v).sum()) for v in sorted(set(verdicts))}
+    return counts
+
+
+# --- the report -------------------------------------------------------------------------------
+
+def grade(ours: pd.DataFrame) -> dict:
+    """Everything the grade says, as plain data (what the JSON holds)."""
+    cells = compare_cells(ours)
+    p_cells = cells[cells["column"].str.startswith("P_")]
+    measured = p_cells[p_cells["verdict_agreement"].isin([AGREE, DISAGREE])]
+    values = cells[~cells["column"].str.startswith("P_") & cells["mean_ours"].notna()]
+    findings = check_findings(ours)
+    sd_units = values.loc[~((values.dataset == "rsna") & (values.method == "GBP")
+                            & (values.column == "Repeatability")), "difference_in_sd"].abs()
+    return {
+        "summary": {
+            "value_cells_measured": int(len(values)),
+            "median_abs_difference": _nan_to_none(values["difference"].abs().median()),
+            "median_abs_difference_in_sd": _nan_to_none(sd_units.median()),
+            "verdict_cells_measured": int(len(measured)),
+            "verdicts_agreeing": int((measured["verdict_agreement"] == AGREE).sum()),
+            "findings_agreeing": int((findings["outcome"] == AGREE).sum()),
+            "findings_disagreeing": int((findings["outcome"] == DISAGREE).sum()),
+            "findings_not_measured": int((findings["outcome"] == NOT_MEASURED).sum()),
+        },
+        "cells": cells.replace({np.nan: None}).to_dict(orient="records"),
+        "rank_correlations": rank_correlations(ours).replace({np.nan: None}).to_dict(orient="records"),
+        "findings": findings.to_dict(orient="records"),
+        "contradictions_in_the_paper": CONTRADICTIONS,
+        "failed_randomization_counts": {"ours": failed_randomization_counts(ours),
+                                        "paper_table3": failed_randomization_counts(published_cells())},
+    }
+
+
+def grade_markdown(report: dict) -> str:
+    s = report["summary"]
+    lines = ["# Fidelity grade: this run against Arun et al. 2021, Tables 2-4", "",
+             f"- value cells measured: {s['value_cells_measured']}; median |ours - paper| = "
+             f"{_fmt(s['median_abs_difference'])} ({_fmt(s['median_abs_difference_in_sd'])} published sd)",
+             f"- verdicts agreeing: {s['verdicts_agreeing']} of {s['verdict_cells_measured']}",
+             f"- findings: {s['findings_agreeing']} agree, {s['findings_disagreeing']} disagree, "
+             f"{s['findings_not_measured']} not measured", "", "## The paper's findings", "",
+             "| finding | source | outcome |", "|---|---|---|"]
+    for f in report["findings"]:
+        caveat = f" ({f['caveat']})" if f["caveat"] else ""
+        lines.append(f"| {f['finding']}{caveat} | {f['source']} | {f['outcome']} |")
+    lines += ["", "## Where the paper contradicts itself", ""]
+    lines += [f"- **{c['claim']}**: {c['paper_says']}" for c in report["contradictions_in_the_paper"]]
+    counts = report["failed_randomization_counts"]
+    lines += [f"- Randomization verdict counts, this run: {counts['ours']}; paper's Table 3: {counts['paper_table3']}",
+              "", "## Method orderings (Spearman's rho, eight methods)", "",
+              "| table | data set | criterion | rho |", "|---|---|---|---|"]
+    lines += [f"| {r['table']} | {r['dataset']} | {r['criterion']} | {_fmt(r['spearman_rho'])} |"
+              for r in report["rank_correlations"]]
+    lines += ["", "## Cells", "", "| table | data set | method | column | paper | ours | diff (sd) | verdicts |",
+              "|---|---|---|---|---|---|---|---|"]
+    for c in report["cells"]:
+        if c["column"].startswith("P_"):
+            paper, ours, diff = f"{c['p_paper']} {c['verdict_paper']}", f"{c['p_ours'] or ''} {c['verdict_ours'] or ''}", ""
+        else:
+            paper, ours = _fmt(c["mean_paper"]), _fmt(c["mean_ours"])
+            diff = f"{_fmt(c['difference'])} ({_fmt(c['difference_in_sd'])})"
+        lines.append(f"| {c['table']} | {c['dataset']} | {c['method']} | {c['column']} | {paper} | {ours.strip()} "
+                     f"| {diff} | {c['verdict_agreement']} |")
+    return "\n".join(lines) + "\n"
+
+
+def write_grade(ours: pd.DataFrame, out_dir) -> dict:
+    report = grade(ours)
+    write_json(f"{out_dir}/grade.json", report)
+    write_text(f"{out_dir}/grade.md", grade_markdown(report))
+    return report
+
+
+def _fmt(value) -> str:
+    return "NA" if value is None or (isinstance(value, float) and np.isnan(value)) else f"{value:.2f}"
+
+
+def _nan_to_none(value):
+    return None if value is None or np.isnan(value) else float(value)

@@ -1,0 +1,63 @@
+import numpy as np
+import pandas as pd
+import pytest
+
+from repro.report.grade import (AGREE, DISAGREE, FINDINGS, NOT_MEASURED, check_findings, compare_cells,
+                                grade, rank_correlations, write_grade)
+from repro.report.published import published_cells
+
+
+def test_the_paper_graded_against_itself():
+    paper = published_cells()
+    cells = compare_cells(paper)
+    values = cells[~cells.column.str.startswith("P_")]
+    assert np.allclose(values["difference"], 0)
+    agreement = cells.loc[cells.column.str.startswith("P_"), "verdict_agreement"]
+    assert set(agreement) == {AGREE, "paper printed no verdict"}
+    assert np.allclose(rank_correlations(paper)["spearman_rho"].dropna(), 1.0)
+    findings = check_findings(paper)
+    assert len(FINDINGS) >= 12
+    # Every finding holds in the paper's own tables but the one where its text and Table 4 disagree.
+    disagreeing = findings.loc[findings.outcome != AGREE, "finding"].tolist()
+    assert disagreeing == ["RSNA: no method is more repeatable than the RetinaNets except XRAI"]
+
+
+def shifted(paper: pd.DataFrame) -> pd.DataFrame:
+    """Known differences: every SIIM AUPRC +0.1; XRAI SIIM loses its randomization failure;
+    SG becomes the best SIIM AUPRC; RSNA Table 4 removed (not measured)."""
+    ours = paper.copy()
+    siim_auprc = (ours.table == 3) & (ours.dataset == "siim") & (ours.column == "AUPRC")
+    ours.loc[siim_auprc, "mean"] += 0.1
+    ours.loc[siim_auprc & (ours.method == "SG"), "mean"] = 0.9
+    xrai = (ours.table == 3) & (ours.dataset == "siim") & (ours.method == "XRAI") & (ours.column == "P_Randomization")
+    ours.loc[xrai, "verdict"] = "pass"
+    return ours[~((ours.table == 4) & (ours.dataset == "rsna"))]
+
+
+def test_known_differences_are_reported():
+    ours = shifted(published_cells())
+    cells = compare_cells(ours)
+    xrai_auprc = cells[(cells.table == 3) & (cells.dataset == "siim") & (cells.method == "XRAI")
+                       & (cells.column == "AUPRC")].iloc[0]
+    assert xrai_auprc["difference"] == pytest.approx(0.1)
+    assert xrai_auprc["difference_in_sd"] == pytest.approx(0.1 / 0.20)
+    xrai_rand = cells[(cells.dataset == "siim") & (cells.method == "XRAI") & (cells.column == "P_Randomization")]
+    assert xrai_rand["verdict_agreement"].item() == DISAGREE
+    rsna4 = cells[(cells.table == 4) & (cells.dataset == "rsna") & cells.column.str.startswith("P_")]
+    assert set(rsna4["verdict_agreement"]) == {NOT_MEASURED}
+    outcome = check_findings(ours).set_index("finding")["outcome"]
+    assert outcome["SIIM-ACR: XRAI has the highest utility (AUPRC) of the eight methods"] == DISAGREE
+    assert outcome["SIIM-ACR: XRAI fails the randomization test"] == DISAGREE
+    assert outcome["RSNA: XRAI fails the randomization test"] == AGREE
+    assert outcome["RSNA: XRAI has the highest repeatability of the eight methods"] == NOT_MEASURED
+    rho = rank_correlations(ours).set_index(["table", "dataset", "criterion"])["spearman_rho"]
+    assert rho[(3, "siim", "AUPRC")] < 1.0 and rho[(3, "rsna", "AUPRC")] == pytest.approx(1.0)
+
+
+def test_report_files(tmp_path):
+    report = write_grade(shifted(published_cells()), tmp_path)
+    assert report["summary"]["findings_disagreeing"] >= 2
+    markdown = (tmp_path / "grade.md").read_text()
+    assert "## The paper's findings" in markdown and "Where the paper contradicts itself" in markdown
+    assert (tmp_path / "grade.json").read_text().startswith("{")
+    assert grade(published_cells())["failed_randomization_counts"]["paper_table3"]["siim"]["did not pass"] == 1

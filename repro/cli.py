@@ -3,10 +3,12 @@ from __future__ import annotations
 
 import argparse
 import logging
+import os
 import sys
 import time
 from pathlib import Path
 
+os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")  # TensorFlow's C++ logs: quiet unless asked
 log = logging.getLogger("repro")
 
 
@@ -63,10 +65,24 @@ def build_parser() -> argparse.ArgumentParser:
     preview.add_argument("--seed", type=int, default=0)
     preview.set_defaults(handler=_preview)
 
-    everything = commands.add_parser("all", help="run the whole pipeline of an experiment (resumable)")
-    everything.add_argument("--experiment", default="demo", help="name in experiments/ or a YAML path")
-    everything.add_argument("--run-dir", type=Path, help="override the experiment's run directory")
-    everything.set_defaults(handler=_all)
+    def experiment_command(name, help, handler):
+        command = commands.add_parser(name, help=help)
+        command.add_argument("--experiment", default="demo", help="name in experiments/ or a YAML path (default demo)")
+        command.add_argument("--run-dir", type=Path, help="override the experiment's run directory")
+        command.set_defaults(handler=handler)
+        return command
+
+    train = experiment_command("train", "train the experiment's models (finished ones are kept)", _train)
+    train.add_argument("--only", help="train only this model (e.g. inception_r1)")
+    maps = experiment_command("maps", "compute the saliency maps the tests need (resumable)", _maps)
+    maps.add_argument("--methods", help="comma-separated subset of GRAD,SG,IG,SIG,GCAM,XRAI,GBP,GGCAM")
+    maps.add_argument("--states", help="comma-separated subset of original,logits,mixed10,...,mixed1")
+    table = experiment_command("table", "write Table 2, 3 or 4 from the run's scores", _table)
+    table.add_argument("number", type=int, choices=[2, 3, 4])
+    figure = experiment_command("figure", "draw Figure 2, 3 or 4 from the run's scores and maps", _figure)
+    figure.add_argument("number", type=int, choices=[2, 3, 4])
+    experiment_command("grade", "compare the run's tables with the published ones", _grade)
+    experiment_command("all", "run the whole pipeline of an experiment (resumable)", _all)
     return parser
 
 
@@ -117,24 +133,61 @@ def _preview(args) -> None:
     print(f"wrote {preview_grid(_load(args), args.out, n=args.n, seed=args.seed)}")
 
 
-def _all(args) -> None:
-    from repro.data.preview import preview_grid
-    from repro.data.summary import format_summary, summarize
+def _experiment(args):
     from repro.experiments import load_experiment
-    from repro.io import write_json
-    from repro.pipeline import prepare_data
+    return load_experiment(args.experiment, run_dir=args.run_dir)
 
-    experiment = load_experiment(args.experiment, run_dir=args.run_dir)
-    started = time.perf_counter()
-    print(f"[data] experiment {experiment.name}: run directory {experiment.run_dir}")
-    datasets = prepare_data(experiment)
-    summaries = {name: summarize(dataset) for name, dataset in datasets.items()}
-    write_json(experiment.run_dir / "data-summary.json", summaries)
-    for name, dataset in datasets.items():
-        print(format_summary(summaries[name]))
-        print(f"  preview: {preview_grid(dataset, experiment.run_dir / 'previews' / f'{name}.png')}")
-    print(f"[done] {time.perf_counter() - started:.1f} s. Later stages (training, saliency maps, tests, "
-          "tables) are not built yet.")
+
+def _train(args) -> None:
+    from repro.models import train_experiment
+    train_experiment(_experiment(args), only=args.only)
+
+
+def _maps(args) -> None:
+    from repro.evaluation.run import compute_maps
+    from repro.pipeline import prepare_data
+    experiment = _experiment(args)
+    split = (lambda text: [t.strip() for t in text.split(",") if t.strip()] if text else None)
+    for dataset in prepare_data(experiment).values():
+        compute_maps(experiment, dataset, methods=split(args.methods), states=split(args.states))
+    print(f"maps in {experiment.run_dir / 'maps'}")
+
+
+def _table(args) -> None:
+    from repro.pipeline import make_tables, read_scores
+    experiment = _experiment(args)
+    make_tables(experiment, read_scores(experiment), tables=(args.number,))
+    print((experiment.run_dir / "results" / f"table{args.number}.md").read_text())
+
+
+def _figure(args) -> None:
+    from repro.pipeline import make_figures, prepare_data, read_scores
+    experiment = _experiment(args)
+    for path in make_figures(experiment, read_scores(experiment), prepare_data(experiment), figures=(args.number,)):
+        print(f"wrote {path}")
+
+
+def _grade(args) -> None:
+    from repro.pipeline import make_grade, make_tables, read_scores
+    experiment = _experiment(args)
+    report = make_grade(experiment, make_tables(experiment, read_scores(experiment)))
+    print((experiment.run_dir / "results" / "grade.md").read_text().split("## The paper's findings")[0])
+    print(f"full grade: {experiment.run_dir / 'results' / 'grade.md'} ({len(report['findings'])} findings)")
+
+
+def _all(args) -> None:
+    from repro import pipeline
+    result = pipeline.run_all(_experiment(args))
+    out = pipeline.results_dir(result.experiment)
+    print(f"\n[done] {result.seconds:.0f} s. Tables, figures and the grade: {out}")
+    print(pipeline.headline(result.cells))
+    s = result.grade["summary"]
+    print(f"fidelity grade: {s['findings_agreeing']} of the paper's findings agree, {s['findings_disagreeing']} "
+          f"disagree, {s['findings_not_measured']} not measured ({out / 'grade.md'})")
+    for problem in result.control_problems:
+        print(f"!!! CONTROL CHECK FAILED: {problem}", file=sys.stderr)
+    if not result.control_problems:
+        print("controls: EDGE fails the randomization test and ORACLE beats AVG, as they must")
 
 
 if __name__ == "__main__":

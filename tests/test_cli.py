@@ -57,18 +57,6 @@ def test_summary_and_preview(rsna_root, tmp_path, capsys):
     assert "5 images" in capsys.readouterr().out
 
 
-def test_main_job_on_smoke_data_and_rerun_reuses_it(tmp_path, capsys):
-    run_dir = tmp_path / "smoke"
-    assert main(["all", "--experiment", "smoke", "--run-dir", str(run_dir)]) == 0
-    out = capsys.readouterr().out
-    assert "siim: 40 images" in out and "rsna:" in out
-    csv = run_dir / "data" / "siim" / "train-rle.csv"
-    stamp = csv.stat().st_mtime_ns
-    assert (run_dir / "previews" / "rsna.png").is_file() and (run_dir / "data-summary.json").is_file()
-    assert main(["all", "--experiment", "smoke", "--run-dir", str(run_dir)]) == 0
-    assert csv.stat().st_mtime_ns == stamp  # phantoms and cache reused, not rewritten
-
-
 def test_make_phantoms_command(tmp_path, capsys):
     assert main(["data", "make-phantoms", "--out", str(tmp_path), "--n", "6", "--size", "64",
                  "--datasets", "rsna"]) == 0

@@ -68,3 +68,16 @@ def test_nan_rows_dropped_and_missing_group_named():
 
 def test_format_p():
     assert [format_p(p) for p in (0.0004, 0.004, 0.02, 0.234, 1.0)] == ["<.001", ".004", ".02", ".23", "1.00"]
+
+
+def test_boundary_fit_without_image_variance_gives_the_group_means():
+    """Few images and no shared image variance: statsmodels' MixedLM lands on the boundary and
+    can return wrong means with huge standard errors; the result must still be the OLS one."""
+    rng = np.random.default_rng(5)
+    rows = [(f"img{i}", g, centre + rng.normal(0, 0.03)) for g, centre in
+            {"a": 0.05, "b": 0.25, "c": 0.6, "d": 0.77}.items() for i in range(3)]
+    scores = pd.DataFrame(rows, columns=["image", "group", "score"])
+    means = scores.groupby("group")["score"].mean()
+    contrast, = mixed_model_contrasts(scores, [("a", 0.5)])
+    assert contrast.estimate == pytest.approx(means["a"] - 0.5, abs=1e-9)
+    assert 0 < contrast.std_error < 0.1 and contrast.verdict == FAIL

@@ -38,8 +38,7 @@ class Example:
 def figure2(scores: pd.DataFrame, examples: dict[str, Example] | None = None, *, metric: str = "auprc"):
     """A/B: per-image utility per method with the AVG and U-Net / RetinaNet baselines; C/D: examples."""
     datasets = _datasets(scores)
-    figure = plt.figure(figsize=(6.5 * len(datasets), 9 if examples else 4.5))
-    grid = figure.add_gridspec(2 if examples else 1, len(datasets), height_ratios=[1, 1] if examples else [1])
+    figure, grid = _figure_grid(len(datasets), examples, example_height=0.4)
     label = "AUPRC" if metric == "auprc" else "ROC AUC"
     for column, dataset in enumerate(datasets):
         axis = figure.add_subplot(grid[0, column])
@@ -60,8 +59,7 @@ def figure3(scores: pd.DataFrame, strip: Example | None = None):
     """A: mean SSIM to the original map per cascade state, per method, with each method's
     randomization baseline dotted; B: one image's maps, every method x every state."""
     datasets = _datasets(scores)
-    figure = plt.figure(figsize=(6.5 * len(datasets), 10 if strip else 4.5))
-    grid = figure.add_gridspec(2 if strip else 1, len(datasets), height_ratios=[1, 1.2] if strip else [1])
+    figure, grid = _figure_grid(len(datasets), strip, example_height=1.2)
     colours = dict(zip(METHODS, plt.get_cmap("tab10").colors))
     for column, dataset in enumerate(datasets):
         axis = figure.add_subplot(grid[0, column])
@@ -89,8 +87,7 @@ def figure4(scores: pd.DataFrame, examples: dict[str, Example] | None = None):
     """A/B: per-image repeatability and reproducibility SSIM per method, the 0.5 line and the
     U-Net / RetinaNet baseline; C/D: maps from replicate 1, replicate 2 and DenseNet121."""
     datasets = _datasets(scores)
-    figure = plt.figure(figsize=(6.5 * len(datasets), 9 if examples else 4.5))
-    grid = figure.add_gridspec(2 if examples else 1, len(datasets), height_ratios=[1, 1] if examples else [1])
+    figure, grid = _figure_grid(len(datasets), examples, example_height=0.8)
     for column, dataset in enumerate(datasets):
         axis = figure.add_subplot(grid[0, column])
         high = HIGH_BASELINE[dataset]
@@ -129,6 +126,13 @@ def save_figure(figure, out_dir: str | Path, name: str) -> list[Path]:
         paths.append(path)
     plt.close(figure)
     return paths
+
+
+def _figure_grid(columns: int, examples, *, example_height: float):
+    """A figure with a row of plots per data set, and a row for the example maps when there are any."""
+    ratios = [1.0, example_height] if examples else [1.0]
+    figure = plt.figure(figsize=(6.5 * columns, 4.5 * sum(ratios)))
+    return figure, figure.add_gridspec(len(ratios), columns, height_ratios=ratios)
 
 
 def _boxes(axis, data, labels, *, colours, positions=None, width=0.6):

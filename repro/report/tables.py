@@ -22,6 +22,7 @@ DATASET_TITLES = {"siim": "SIIM-ACR pneumothorax segmentation", "rsna": "RSNA pn
 MARKERS = {FAIL: "†", PASS: "‡", UNCERTAIN: "§", "": ""}
 LOW_BASELINE = 0.5
 FULLY_RANDOMIZED = "mixed1"   # the last cascade state: every block from the logits down to mixed1
+CELL_DECIMALS = 4
 CELL_COLUMNS = ["table", "dataset", "method", "column", "mean", "sd", "p", "verdict"]
 
 
@@ -92,7 +93,10 @@ def _value_cell(table, dataset, group, column, scores):
     values = values[np.isfinite(values)]
     if values.empty:
         raise ValueError(f"Table {table}, {dataset}: no finite {column} score for {group}")
-    return [table, dataset, group, column, float(values.mean()), float(values.std(ddof=1)), "", ""]
+    # Four decimals (the paper prints two): TensorFlow's multi-threaded CPU kernels make maps, and so
+    # scores, differ between runs in the last bits; rounded cells are identical run to run.
+    return [table, dataset, group, column, round(float(values.mean()), CELL_DECIMALS),
+            round(float(values.std(ddof=1)), CELL_DECIMALS), "", ""]
 
 
 def _p_cell(table, dataset, method, column, contrast):

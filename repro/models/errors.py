@@ -1,0 +1,8 @@
+"""The one error this package adds: pretrained weights that could not be downloaded."""
+
+
+class WeightsUnavailableError(OSError):
+    """Pretrained weights could not be fetched (no internet?); the message says how to proceed.
+
+    An OSError, so the command line reports it as one line.
+    """

@@ -1,0 +1,271 @@
+"""Model building blocks: classifiers, BatchNorm recalibration, cascading randomization, baselines."""
+import keras
+import keras_hub
+import numpy as np
+import pytest
+
+from repro.models import (STATES, WeightsUnavailableError, build_classifier, build_retinanet, build_unet,
+                          cascade_states, classifier_loss, detections_to_score_map, dice_bce_loss,
+                          input_scaling, recalibrate_batchnorm, score_maps)
+from repro.models.augment import augment
+from repro.models.batchnorm import batchnorm_layers
+from repro.models.cascade import _block_layers
+from repro.models.retinanet import box_targets, detect, masks_to_boxes
+
+TINY_RESNET = {"input_conv_filters": [64], "input_conv_kernel_sizes": [3], "stackwise_num_filters": [64, 64, 64],
+               "stackwise_num_blocks": [1, 1, 1], "stackwise_num_strides": [1, 2, 2], "block_type": "basic_block"}
+
+
+@pytest.fixture(scope="module")
+def inception():
+    keras.utils.set_random_seed(0)
+    return build_classifier("inception_v3", 75)
+
+
+def images(n, size, seed=0):
+    return np.random.default_rng(seed).uniform(0, 255, (n, size, size, 3)).astype(np.float32)
+
+
+# --- classifiers -------------------------------------------------------------------------------
+
+@pytest.mark.parametrize("arch, reference", [("inception_v3", keras.applications.inception_v3.preprocess_input),
+                                             ("densenet121", keras.applications.densenet.preprocess_input)])
+def test_input_scaling_is_keras_preprocessing(arch, reference):
+    x = images(2, 8)
+    np.testing.assert_allclose(input_scaling(arch)(x), reference(x.copy()), rtol=1e-5, atol=1e-5)
+
+
+def test_inception_is_flat_with_logits_and_mixed10_at_2x2():
+    model = build_classifier("inception_v3", 128)
+    assert not any(isinstance(layer, keras.Model) for layer in model.layers)
+    assert model.layers[1].name == "input_scaling"
+    assert model.get_layer("mixed10").output.shape == (None, 2, 2, 2048)
+    logits = model.get_layer("logits")
+    assert model.layers[-1] is logits and logits.activation is keras.activations.linear
+    assert model.input_shape == (None, 128, 128, 3) and model.output_shape == (None, 2)
+
+
+def test_densenet_is_flat_with_logits():
+    model = build_classifier("densenet121", 64)
+    assert not any(isinstance(layer, keras.Model) for layer in model.layers)
+    assert model.layers[-1].name == "logits" and model.output_shape == (None, 2)
+    # logits, not probabilities: rows need not sum to one
+    assert not np.allclose(np.asarray(model(images(2, 64))).sum(axis=1), 1.0)
+
+
+def test_loss_is_binary_cross_entropy_over_the_softmax():
+    logits = np.random.default_rng(1).normal(size=(6, 2)).astype(np.float32) * 3
+    onehot = np.eye(2, dtype=np.float32)[[0, 1, 1, 0, 1, 0]]
+    probabilities = np.exp(logits) / np.exp(logits).sum(axis=1, keepdims=True)   # numpy: see classifier_loss
+    bce = keras.losses.BinaryCrossentropy()(onehot, probabilities)
+    assert float(classifier_loss()(onehot, logits)) == pytest.approx(float(bce), rel=1e-5)
+
+
+def test_a_few_steps_lower_the_classifier_loss(inception):
+    model = keras.models.clone_model(inception)
+    model.compile(keras.optimizers.Adam(1e-3), classifier_loss(), run_eagerly=True)  # no graph tracing
+    x, y = images(8, 75), np.eye(2, dtype=np.float32)[[0, 1] * 4]
+    losses = [float(model.train_on_batch(x, y)) for _ in range(5)]
+    assert losses[-1] < losses[0]
+
+
+def test_failed_imagenet_download_says_what_to_do(monkeypatch):
+    from keras.src.utils import file_utils
+
+    def offline(*args, **kwargs):
+        raise Exception("URL fetch failure: [Errno -3] Temporary failure in name resolution")
+    monkeypatch.setattr(file_utils, "get_file", offline)
+    with pytest.raises(WeightsUnavailableError) as error:
+        build_classifier("inception_v3", 75, weights="imagenet")
+    message = str(error.value)
+    assert "inception_v3_weights_tf_dim_ordering_tf_kernels_notop.h5" in message
+    assert "~/.keras/models/" in message and "weights: null" in message
+    assert isinstance(error.value, OSError)   # the CLI prints OSErrors as one line
+
+
+def test_failed_preset_download_says_what_to_do(monkeypatch):
+    def offline(*args, **kwargs):
+        raise OSError("Kaggle is unreachable")
+    monkeypatch.setattr(keras_hub.models.ResNetBackbone, "from_preset", offline)
+    with pytest.raises(WeightsUnavailableError, match="resnet_50_imagenet.*models.retinanet.backbone"):
+        build_retinanet(64, backbone="resnet_50_imagenet", levels=[3, 5], head_convs=1,
+                        score_threshold=0.05, max_detections=5)
+
+
+# --- BatchNorm recalibration -------------------------------------------------------------------
+
+def tiny_bn_model():
+    keras.utils.set_random_seed(3)
+    x = inputs = keras.Input((12, 12, 3))
+    for i in range(2):
+        x = keras.layers.Conv2D(4, 3, padding="same", name=f"conv{i}")(x)
+        x = keras.layers.BatchNormalization(name=f"bn{i}")(x)
+        x = keras.layers.ReLU()(x)
+    return keras.Model(inputs, keras.layers.GlobalAveragePooling2D()(x))
+
+
+def test_recalibration_sets_the_moments_of_each_layers_inputs():
+    model, x = tiny_bn_model(), images(24, 12) * 2 + 30     # far from the initial mean 0 / variance 1
+    layers = batchnorm_layers(model)
+    trained_mode = [np.asarray(model(x[i:i + 8], training=True)) for i in range(0, 24, 8)]
+    before = [np.asarray(model(x[i:i + 8], training=False)) for i in range(0, 24, 8)]
+
+    recalibrate_batchnorm(model, x, batches=3, batch_size=8)
+
+    moving = [(np.asarray(bn.moving_mean), np.asarray(bn.moving_variance)) for bn in layers]
+    probe = keras.Model(model.input, [bn.input for bn in layers])   # each BN layer's input, batch by batch
+    per_batch = [probe(x[i:i + 8], training=True) for i in range(0, 24, 8)]
+    for k, (mean, variance) in enumerate(moving):
+        inputs = np.concatenate([np.asarray(batch[k]) for batch in per_batch]).reshape(-1, 4)
+        np.testing.assert_allclose(mean, inputs.mean(axis=0), rtol=1e-4, atol=1e-4)
+        np.testing.assert_allclose(variance, inputs.var(axis=0), rtol=1e-4, atol=1e-4)
+    assert [bn.momentum for bn in layers] == [0.99, 0.99]   # restored
+
+    after = [np.asarray(model(x[i:i + 8], training=False)) for i in range(0, 24, 8)]
+    gap_before = np.mean([np.abs(b - t).mean() for b, t in zip(before, trained_mode)])
+    gap_after = np.mean([np.abs(a - t).mean() for a, t in zip(after, trained_mode)])
+    assert gap_after < 0.2 * gap_before
+
+
+# --- cascading randomization -------------------------------------------------------------------
+
+def conv_kernels(model, names):
+    return {name: np.asarray(model.get_layer(name).kernel) for name in names}
+
+
+def test_blocks_cover_everything_above_mixed0(inception):
+    blocks = _block_layers(inception)
+    assert blocks["logits"][-1].name == "logits" and blocks["mixed10"][-1].name == "mixed10"
+    assert "mixed9_1" in [layer.name for layer in blocks["mixed10"]]
+    covered = [layer.name for state in reversed(STATES[1:]) for layer in blocks[state]]
+    start = [layer.name for layer in inception.layers].index("mixed0") + 1
+    assert covered == [layer.name for layer in inception.layers[start:]]
+    # In the graph, a block's layers read only from the block itself or from the block below's output.
+    below = {"logits": "mixed10", **{f"mixed{k}": f"mixed{k - 1}" for k in range(1, 11)}}
+    for state, layers in blocks.items():
+        inside = {layer.name for layer in layers} | {below[state]}
+        parents = {parent.operation.name for layer in layers for node in layer._inbound_nodes
+                   for parent in node.parent_nodes}
+        assert parents <= inside, state
+
+
+def test_cascade_states_randomize_from_the_top(inception):
+    trained = keras.models.clone_model(inception)   # moving statistics away from their initial values
+    trained.set_weights([w + 0.5 if w.ndim == 1 else w for w in inception.get_weights()])
+    original = trained.get_weights()
+    blocks = _block_layers(trained)
+    stem = next(layer.name for layer in trained.layers if hasattr(layer, "kernel"))
+    last_bn = [layer for layer in blocks["mixed10"] if isinstance(layer, keras.layers.BatchNormalization)][-1]
+    convs = {state: [layer.name for layer in blocks[state] if hasattr(layer, "kernel")] for state in STATES[1:]}
+    x = images(2, 75)
+    names, outputs = [], []
+    for state, model in cascade_states(trained, seed=0):
+        names.append(state)
+        outputs.append(np.asarray(model(x)))
+        if state == "mixed5":
+            randomized = [n for s in STATES[1:STATES.index("mixed5") + 1] for n in convs[s]]
+            kept = [n for s in STATES[STATES.index("mixed5") + 1:] for n in convs[s]] + [stem]
+            now, then = conv_kernels(model, randomized + kept), conv_kernels(trained, randomized + kept)
+            assert all(not np.array_equal(now[n], then[n]) for n in randomized)
+            assert all(np.array_equal(now[n], then[n]) for n in kept)
+            bn = model.get_layer(last_bn.name)   # moving statistics back to their initial values
+            assert np.all(np.asarray(bn.moving_mean) == 0) and np.all(np.asarray(bn.moving_variance) == 1)
+            assert np.all(np.asarray(last_bn.moving_mean) == 0.5)
+    assert names == list(STATES) and len(names) == 12
+    assert all(not np.allclose(a, b) for a, b in zip(outputs, outputs[1:]))
+    assert all(np.array_equal(a, b) for a, b in zip(original, trained.get_weights()))
+
+
+def test_independent_mode_randomizes_one_block_and_seeds_repeat(inception):
+    blocks = _block_layers(inception)
+    mixed9 = [layer.name for layer in blocks["mixed9"] if hasattr(layer, "kernel")]
+    others = [layer.name for state in STATES[1:] if state != "mixed9"
+              for layer in blocks[state] if hasattr(layer, "kernel")]
+    states = dict((s, conv_kernels(m, mixed9 + others)) for s, m in cascade_states(inception, 7, "independent")
+                  if s == "mixed9")
+    again = dict((s, conv_kernels(m, mixed9)) for s, m in cascade_states(inception, 7, "cascading") if s == "mixed9")
+    other_seed = dict((s, conv_kernels(m, mixed9)) for s, m in cascade_states(inception, 8) if s == "mixed9")
+    trained = conv_kernels(inception, others)
+    assert all(np.array_equal(states["mixed9"][n], trained[n]) for n in others)
+    assert all(np.array_equal(states["mixed9"][n], again["mixed9"][n]) for n in mixed9)
+    assert not any(np.array_equal(states["mixed9"][n], other_seed["mixed9"][n]) for n in mixed9)
+
+
+def test_cascade_needs_inception():
+    with pytest.raises(ValueError, match="InceptionV3"):
+        next(cascade_states(tiny_bn_model()))
+
+
+# --- baselines ---------------------------------------------------------------------------------
+
+def test_unet_gives_probabilities():
+    model = build_unet(32, depth=2, width=4)
+    out = np.asarray(model(images(3, 32)))
+    assert out.shape == (3, 32, 32, 1) and out.min() >= 0 and out.max() <= 1
+    with pytest.raises(ValueError, match="divisible"):
+        build_unet(30, depth=2, width=4)
+
+
+def test_dice_bce_loss():
+    masks = np.zeros((2, 8, 8, 1), np.float32)
+    masks[0, 2:5, 2:5] = 1                          # one positive image, one empty
+    assert float(keras.ops.mean(dice_bce_loss(masks, masks))) == pytest.approx(0, abs=1e-4)
+    nothing = float(keras.ops.mean(dice_bce_loss(masks, np.zeros_like(masks))))
+    assert nothing == pytest.approx(1 - 1 / 10 + float(keras.losses.binary_crossentropy(
+        masks.ravel(), np.zeros(128, np.float32))), rel=1e-3)   # Dice (0 + 1) / (9 + 0 + 1)
+
+
+def test_detections_to_score_map_takes_the_highest_covering_box():
+    boxes = np.array([[2, 3, 6, 8],          # rows 2-5, columns 3-7
+                      [4, 5, 10, 12],        # rows 4-9, columns 5-9 (clipped at the edge)
+                      [0, 0, 10, 10],        # ignored: padding score
+                      [0.6, 0.6, 1.6, 1.6]]) # holds the pixel centre (1.5, 1.5), not (0.5, *) or (*, 0.5)
+    scores = np.array([0.5, 0.9, -1.0, 0.3])
+    expected = np.zeros((10, 10), np.float32)
+    expected[2:6, 3:8] = 0.5
+    expected[4:10, 5:10] = 0.9
+    expected[1, 1] = 0.3
+    np.testing.assert_array_equal(detections_to_score_map(boxes, scores, 10), expected)
+    assert not detections_to_score_map(np.zeros((0, 4)), np.zeros(0), 10).any()
+
+
+def test_box_masks_round_trip_through_boxes():
+    mask = np.zeros((16, 16), bool)
+    mask[1:4, 2:9] = mask[10:16, 12:14] = True
+    boxes = masks_to_boxes(mask)
+    np.testing.assert_array_equal(boxes, [[1, 2, 4, 9], [10, 12, 16, 14]])
+    assert np.array_equal(detections_to_score_map(boxes, np.ones(len(boxes)), 16) == 1, mask)
+    targets = box_targets(np.stack([mask, np.zeros_like(mask)]), 3)
+    assert targets["labels"].tolist() == [[0, 0, -1], [-1, -1, -1]]
+    assert np.all(targets["boxes"][1] == -1)
+
+
+def test_retinanet_score_maps():
+    keras.utils.set_random_seed(0)
+    model = build_retinanet(64, backbone=TINY_RESNET, levels=[3, 4], head_convs=0, score_threshold=0.0,
+                            max_detections=5)
+    box_layer = model.box_head.prediction_layer   # zero box offsets: the detections are anchor boxes
+    box_layer.set_weights([np.zeros_like(w) for w in box_layer.get_weights()])
+    x = images(3, 64)
+    found = detect(model, x)
+    maps = score_maps(model, x)
+    assert maps.shape == (3, 64, 64) and maps.min() == 0
+    for (boxes, scores), score_map in zip(found, maps):
+        assert 0 < len(scores) <= 5 and np.all((scores > 0) & (scores <= 1))
+        assert score_map.max() == pytest.approx(scores.max())
+
+
+def test_augmentation_moves_masks_with_images():
+    base = np.zeros((1, 20, 20), np.uint8)
+    base[0, 5:8, 2:4] = 200
+    stack = np.repeat(base, 50, axis=0)
+    moved, masks = augment(stack[..., None].repeat(3, axis=-1), stack > 0, np.random.default_rng(0),
+                           flip=True, shift=0.1)
+    assert moved.shape == (50, 20, 20, 3)
+    assert all(np.array_equal(m[..., 0] > 0, k) for m, k in zip(moved, masks))
+    assert len({m.tobytes() for m in masks}) > 10                  # fresh draws per image
+    assert all(k.sum() == 6 for k in masks)                        # the finding stays whole in reach
+    assert any(k[:, 10:].any() for k in masks) and any(k[:, :10].any() for k in masks)   # flips
+    assert np.array_equal(stack[0], base[0])                       # inputs untouched
+    edge, edge_mask = augment(base, base > 0, np.random.default_rng(0), flip=False, shift=0.5)
+    assert edge_mask.sum() <= 6 and np.array_equal(edge[0] > 0, edge_mask[0])   # shifted out: cropped

@@ -19,7 +19,7 @@ import pandas as pd
 from repro.data.dataset import Dataset
 from repro.data.prepare import prepare_data
 from repro.experiments import Experiment, load_experiment
-from repro.io import write_json, write_text
+from repro.io import write_bytes, write_json, write_text
 
 log = logging.getLogger(__name__)
 
@@ -204,7 +204,30 @@ def run_all(experiment: Experiment, *, progress: bool = True) -> RunResult:
     make_figures(experiment, scores, datasets)
     stage("grade")
     report = make_grade(experiment, cells)
+    publish(experiment)
     return RunResult(experiment, cells, report, check_controls(cells), time.perf_counter() - started)
+
+
+PUBLISHED_FILES = ("table2.md", "table3.md", "table4.md", "table2.csv", "table3.csv", "table4.csv",
+                   "cells.csv", "grade.md", "grade.json", "degenerate.json",
+                   "figure2.png", "figure3.png", "figure4.png", "figure2.pdf", "figure3.pdf", "figure4.pdf")
+
+
+def publish(experiment: Experiment) -> list[Path]:
+    """Copy the run's tables, figures and grade to the experiment's `publish_dir` (the demo: the
+    repository's figures/, so that a visitor sees results without running anything)."""
+    target = experiment.config.get("publish_dir")
+    if not target:
+        return []
+    target = Path(target)
+    if not target.is_absolute():
+        target = experiment.path.parent.parent / target   # relative to the repository root
+    copied = []
+    for name in PUBLISHED_FILES:
+        source = results_dir(experiment) / name
+        if source.is_file():
+            copied.append(write_bytes(target / name, source.read_bytes()))
+    return copied
 
 
 def notebook_experiment() -> Experiment:

@@ -43,6 +43,7 @@ from tf_keras_vis.utils.scores import CategoricalScore  # noqa: E402
 
 from repro.saliency import METHODS, SegmentCache, load_preset, saliency_maps  # noqa: E402
 from repro.saliency.engine import default_conv_layer  # noqa: E402
+from repro.saliency.reference import stock_call_model_function  # noqa: E402
 
 TARGET_OF_LIMIT = 0.9            # ours >= 0.9 x limit for these methods
 LIMITED = ("GRAD", "SG", "IG", "SIG", "GBP")
@@ -225,8 +226,8 @@ def stock_throughput(model, images, method: str, params: dict) -> float:
 
 
 def _stock_methods(model, params: dict) -> dict:
-    call = _eager_call_model_function(model)
-    conv_call = _eager_call_model_function(model, default_conv_layer(model))
+    call = stock_call_model_function(model)
+    conv_call = stock_call_model_function(model, default_conv_layer(model))
     guided = Saliency(model, model_modifier=GuidedBackpropagation())
     gray = pair.VisualizeImageGrayscale
     black = lambda x: np.zeros_like(x)  # noqa: E731  (black = 0 for [0, 255] inputs)
@@ -257,27 +258,6 @@ def _stock_methods(model, params: dict) -> dict:
         "GBP": gbp,
         "GGCAM": lambda x, t: gbp(x, t) * gcam(x, t),
     }
-
-
-def _eager_call_model_function(model, layer: str | None = None):
-    """PAIR's TF2 example: one eager GradientTape per call."""
-    conv_model = keras.Model(model.inputs, [model.get_layer(layer).output, model.output]) \
-        if layer else None
-
-    def call_model_function(x_value_batch, call_model_args=None, expected_keys=None):
-        target = call_model_args["target"]
-        x = tf.convert_to_tensor(np.asarray(x_value_batch, np.float32))
-        with tf.GradientTape() as tape:
-            if conv_model is None:
-                tape.watch(x)
-                output = model(x)[:, target]
-                return {pair.INPUT_OUTPUT_GRADIENTS: tape.gradient(output, x).numpy()}
-            conv, logits = conv_model(x)
-            output = logits[:, target]
-        return {pair.CONVOLUTION_LAYER_VALUES: conv.numpy(),
-                pair.CONVOLUTION_OUTPUT_GRADIENTS: tape.gradient(output, conv).numpy()}
-
-    return call_model_function
 
 
 # Report ------------------------------------------------------------------------------------------

@@ -13,9 +13,10 @@ from tf_keras_vis.utils.scores import CategoricalScore
 
 from repro.saliency import (METHODS, is_degenerate, load_preset, postprocess, saliency_maps)
 from repro.saliency.engine import engine_for
+from repro.saliency.reference import stock_call_model_function
 from repro.saliency.smoothing import image_rng
 from tests.test_saliency_models import (cam_model, cnn, images, predicted, region_logits,
-                                        region_masks, region_model, stock_call_model_function)
+                                        region_masks, region_model)
 
 FAST = {"SG": {"nsamples": 4}, "SIG": {"nsamples": 3, "x_steps": 5}, "IG": {"x_steps": 8},
         "XRAI": {"x_steps": 5}}

@@ -10,9 +10,6 @@ os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
 
 import keras  # noqa: E402
 import numpy as np  # noqa: E402
-import tensorflow as tf  # noqa: E402
-from saliency.core.base import CONVOLUTION_LAYER_VALUES  # noqa: E402
-from saliency.core.base import CONVOLUTION_OUTPUT_GRADIENTS, INPUT_OUTPUT_GRADIENTS  # noqa: E402
 
 SIZE = 32
 # Class c's region: rows 4-11 x columns 4-11 for class 0, rows 20-27 x columns 18-25 for class 1.
@@ -95,26 +92,6 @@ def images(n: int, seed: int = 0) -> np.ndarray:
     return np.random.default_rng(seed).uniform(0, 255, (n, SIZE, SIZE, 3)).astype(np.float32)
 
 
-def stock_call_model_function(model: keras.Model, layer: str | None = None):
-    """PAIR's documented TF2 usage, independent of repro.saliency: an eager GradientTape per call,
-    call_model_args={"target": class}."""
-    conv_model = keras.Model(model.inputs, [model.get_layer(layer).output, model.output]) \
-        if layer else None
-
-    def call_model_function(x_value_batch, call_model_args=None, expected_keys=None):
-        target = call_model_args["target"]
-        x = tf.convert_to_tensor(np.asarray(x_value_batch, np.float32))
-        with tf.GradientTape() as tape:
-            if conv_model is None:
-                tape.watch(x)
-                output = model(x)[:, target]
-                return {INPUT_OUTPUT_GRADIENTS: tape.gradient(output, x).numpy()}
-            conv, logits = conv_model(x)
-            output = logits[:, target]
-        return {CONVOLUTION_LAYER_VALUES: conv.numpy(),
-                CONVOLUTION_OUTPUT_GRADIENTS: tape.gradient(output, conv).numpy()}
-
-    return call_model_function
 
 
 def predicted(model: keras.Model, x: np.ndarray) -> np.ndarray:

@@ -1,3 +1,5 @@
+import os
+
 import numpy as np
 import pytest
 
@@ -77,6 +79,9 @@ def test_no_temporary_files_left(siim_root, tmp_path):
     cache = tmp_path / "cache"
     load_dataset("siim", root, 64, cache_dir=cache, progress=False)
     assert [p.suffix for p in cache.iterdir()] == [".npz"]
+    umask = os.umask(0)
+    os.umask(umask)
+    assert next(cache.iterdir()).stat().st_mode & 0o777 == 0o666 & ~umask  # not mkstemp's 0600
 
 
 def test_rsna_arrays_and_split_csv(rsna_root, tmp_path):

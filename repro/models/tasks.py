@@ -35,7 +35,7 @@ class Task:
         self.spec, self.settings, self.size = spec, settings, dataset.size
 
     def model(self) -> keras.Model:
-        """The model, not compiled, initialised from Keras' global seed (set it first)."""
+        """The model before compilation, initialised from Keras' global seed (set it first)."""
         model = self._model()
         if self.settings["bn_momentum"] is not None:
             set_bn_momentum(model, self.settings["bn_momentum"])

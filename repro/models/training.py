@@ -17,9 +17,10 @@ once the monitor reaches its maximum, 1.
 
 Determinism: Keras' global seed is set to the model's seed before it is built, and shuffling and
 augmentation draw from numpy generators seeded by (seed, epoch), so a run and a resumed run see the
-same batches. TensorFlow's multi-threaded CPU kernels may still sum in varying order, so weights can
-differ in the last bits between runs (tf.config.experimental.enable_op_determinism is not switched
-on: it is global and slows training); GPU runs are not bitwise repeatable either.
+same batches. Two demo runs on CPU gave the same metrics to the last digit, but TensorFlow does not
+promise it: multi-threaded kernels may sum in varying order (tf.config.experimental.
+enable_op_determinism is not switched on: it is global and slows training), and GPU runs are not
+bitwise repeatable.
 """
 from __future__ import annotations
 
@@ -198,7 +199,7 @@ def _recalibrate(task: Task, model: keras.Model, dataset: Dataset, epoch: int) -
     settings = task.settings["recalibration"]
     rng = np.random.default_rng([task.spec["seed"], epoch, 1])
     rows = rng.permutation(dataset.indices("train"))[:settings["batches"] * settings["batch_size"]]
-    recalibrate_batchnorm(model, task.network_inputs(model, dataset.model_inputs(np.sort(rows))),
+    recalibrate_batchnorm(model, task.network_inputs(model, dataset.model_inputs(rows)),
                           batches=settings["batches"], batch_size=settings["batch_size"])
 
 
@@ -207,8 +208,8 @@ def _clocks() -> tuple[float, float]:
 
 
 def _elapsed(started: tuple[float, float]) -> dict[str, float]:
-    """Wall-clock and CPU seconds since `started`. On a shared machine the wall clock depends on the
-    other jobs; CPU seconds / cores estimates the time on an idle one."""
+    """Wall-clock and CPU seconds (all threads) since `started`: on a shared machine the wall clock
+    also counts the other jobs, the CPU seconds only this one's work."""
     now = _clocks()
     return {"seconds": now[0] - started[0], "cpu_seconds": now[1] - started[1]}
 

@@ -67,3 +67,9 @@ def test_bad_shapes():
         utility(np.zeros((8, 8)), np.zeros((8, 8)))
     with pytest.raises(ValueError, match="differ in shape"):
         paired_ssim(np.zeros((2, 8, 8)), np.zeros((3, 8, 8)))
+
+
+def test_fully_randomized_is_the_last_cascade_state():
+    from repro.evaluation.scores import FULLY_RANDOMIZED
+    from repro.models.cascade import STATES
+    assert FULLY_RANDOMIZED == STATES[-1]

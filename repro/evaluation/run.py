@@ -21,7 +21,7 @@ import numpy as np
 import pandas as pd
 
 from repro.data.dataset import Dataset
-from repro.evaluation.scores import (Degenerate, average_mask, edge_control, oracle_control, paired_ssim,
+from repro.evaluation.scores import (FULLY_RANDOMIZED, HIGH_BASELINE, Degenerate, average_mask, edge_control, oracle_control, paired_ssim,
                                      random_pair_baseline, utility)
 from repro.experiments import Experiment
 from repro.io import write_text
@@ -32,8 +32,6 @@ from repro.saliency.store import MapStore, compute_missing
 log = logging.getLogger(__name__)
 
 SCORE_COLUMNS = ["dataset", "test", "metric", "group", "state", "image", "score"]
-HIGH_BASELINE = {"siim": "U-Net", "rsna": "RetinaNet"}
-FULLY_RANDOMIZED = STATES[-1]
 DEFAULTS = {"max_images": 50, "pairs_per_image": 50, "ssim_data_range": 2.0, "auprc": "trapezoid",
             "cascade_seed": 0, "replicate_1": "inception_r1", "replicate_2": "inception_r2",
             "other_architecture": "densenet",

@@ -13,6 +13,11 @@ from skimage.filters import sobel
 
 from repro.metrics import auprc, is_constant, roc_auc, ssim
 
+# The localization network that is each data set's high baseline, as the score tables name it.
+HIGH_BASELINE = {"siim": "U-Net", "rsna": "RetinaNet"}
+# The last cascade state: every block from the logits down to mixed1 randomized.
+FULLY_RANDOMIZED = "mixed1"
+
 
 @dataclass
 class Degenerate:

@@ -19,7 +19,8 @@ from matplotlib.lines import Line2D  # noqa: E402
 
 from repro.io import atomic_path  # noqa: E402
 from repro.report.published import METHODS  # noqa: E402
-from repro.report.tables import DATASET_TITLES, HIGH_BASELINE, LOW_BASELINE  # noqa: E402
+from repro.evaluation.scores import HIGH_BASELINE  # noqa: E402
+from repro.report.tables import DATASET_TITLES, LOW_BASELINE  # noqa: E402
 
 CASCADE_STATES = ("original", "logits", *(f"mixed{k}" for k in range(10, 0, -1)))
 CASCADE_LABELS = ("Orig", "Logits", *(str(k) for k in range(10, 0, -1)))

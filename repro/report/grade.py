@@ -21,7 +21,6 @@ from repro.io import write_json, write_text
 from repro.report.published import METHODS, published_cells
 
 AGREE, DISAGREE, NOT_MEASURED = "agree", "disagree", "not measured"
-HIGH = {"siim": "U-Net", "rsna": "RetinaNet"}
 NAMES = {"siim": "SIIM-ACR", "rsna": "RSNA"}
 
 

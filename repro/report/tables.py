@@ -13,15 +13,14 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
+from repro.evaluation.scores import FULLY_RANDOMIZED, HIGH_BASELINE
 from repro.io import write_text
 from repro.report.published import METHODS
 from repro.stats import FAIL, PASS, UNCERTAIN, format_p, mixed_model_contrasts
 
-HIGH_BASELINE = {"siim": "U-Net", "rsna": "RetinaNet"}
 DATASET_TITLES = {"siim": "SIIM-ACR pneumothorax segmentation", "rsna": "RSNA pneumonia detection"}
 MARKERS = {FAIL: "†", PASS: "‡", UNCERTAIN: "§", "": ""}
 LOW_BASELINE = 0.5
-FULLY_RANDOMIZED = "mixed1"   # the last cascade state: every block from the logits down to mixed1
 CELL_DECIMALS = 4
 CELL_COLUMNS = ["table", "dataset", "method", "column", "mean", "sd", "p", "verdict"]
 

@@ -14,8 +14,6 @@ the run directory, so a killed run continues where it stopped; scores are recomp
 from __future__ import annotations
 
 import logging
-from dataclasses import asdict
-from pathlib import Path
 
 import numpy as np
 import pandas as pd
@@ -24,7 +22,6 @@ from repro.data.dataset import Dataset
 from repro.evaluation.scores import (FULLY_RANDOMIZED, HIGH_BASELINE, Degenerate, average_mask, edge_control, oracle_control, paired_ssim,
                                      random_pair_baseline, utility)
 from repro.experiments import Experiment
-from repro.io import write_text
 from repro.models import STATES, cascade_states, load_trained_model, score_maps
 from repro.saliency import METHODS, resolve_params
 from repro.saliency.store import MapStore, compute_missing
@@ -184,11 +181,3 @@ class _Rows:
 
     def frame(self) -> pd.DataFrame:
         return pd.DataFrame(self.rows, columns=SCORE_COLUMNS)
-
-
-def degenerate_report(degenerate: dict[str, Degenerate]) -> dict:
-    return {name: asdict(counts) for name, counts in degenerate.items()}
-
-
-def write_scores(scores: pd.DataFrame, path: Path) -> Path:
-    return write_text(path, scores.to_csv(index=False))

@@ -27,23 +27,29 @@ import math
 import os
 import platform
 import statistics
+import sys
 import time
 from pathlib import Path
 
-os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
+from repro.runtime import import_tensorflow  # noqa: E402
+
+tf = import_tensorflow()       # without TensorFlow's start-up chatter on a machine without a GPU
 import keras  # noqa: E402
 import numpy as np  # noqa: E402
 import saliency.core as pair  # noqa: E402
-import tensorflow as tf  # noqa: E402
 from skimage.transform import resize  # noqa: E402
+from tf_keras_vis.gradcam_plus_plus import GradcamPlusPlus  # noqa: E402
+from tf_keras_vis.layercam import Layercam  # noqa: E402
 from tf_keras_vis.saliency import Saliency  # noqa: E402
+from tf_keras_vis.scorecam import Scorecam  # noqa: E402
 from tf_keras_vis.utils.model_modifiers import GuidedBackpropagation  # noqa: E402
 from tf_keras_vis.utils.scores import CategoricalScore  # noqa: E402
 
 from repro.saliency import METHODS, SegmentCache, load_preset, saliency_maps  # noqa: E402
 from repro.saliency.engine import default_conv_layer  # noqa: E402
-from repro.saliency.reference import stock_call_model_function  # noqa: E402
+from benchmarks.reference import stock_call_model_function  # noqa: E402
 
 TARGET_OF_LIMIT = 0.9            # ours >= 0.9 x limit for these methods
 LIMITED = ("GRAD", "SG", "IG", "SIG", "GBP")
@@ -80,6 +86,7 @@ def _parse(argv):
     parser.add_argument("--nsamples", type=int, default=10, help="SG / SIG noise samples")
     parser.add_argument("--x-steps", type=int, default=10, help="IG / SIG steps")
     parser.add_argument("--xrai-steps", type=int, default=20, help="XRAI's IG steps")
+    parser.add_argument("--occlusion-stride", type=int, default=8, help="OCC window stride (PAIR: 1)")
     parser.add_argument("--seconds", type=float, default=3.0, help="shortest measuring window")
     parser.add_argument("--rounds", type=int, default=2, help="paired windows of ours and limit")
     parser.add_argument("--out", help="write the results as JSON here")
@@ -113,15 +120,20 @@ def bench_params(args) -> dict:
     params["SG"]["nsamples"] = params["SIG"]["nsamples"] = args.nsamples
     params["IG"]["x_steps"] = params["SIG"]["x_steps"] = args.x_steps
     params["XRAI"]["x_steps"] = args.xrai_steps
+    params["GIG"]["x_steps"] = params["BIG"]["x_steps"] = args.x_steps
+    params["OCC"]["stride"] = args.occlusion_stride
     return params
 
 
-def gradients_per_map(method: str, params: dict) -> int:
-    """Input gradients per map (GCAM's backward pass stops at its layer: counted as one)."""
+def gradients_per_map(method: str, params: dict) -> int | None:
+    """Input gradients per map (GCAM's backward pass stops at its layer: counted as one); None for
+    the forward-pass methods (OCC: one forward pass per window; SCAM: one per channel kept)."""
     p = params[method]
     counts = {"SG": lambda: p["nsamples"], "IG": lambda: p["x_steps"],
               "SIG": lambda: p["nsamples"] * p["x_steps"],
-              "XRAI": lambda: len(p["baselines"]) * p["x_steps"], "GGCAM": lambda: 2}
+              "XRAI": lambda: len(p["baselines"]) * p["x_steps"], "GGCAM": lambda: 2,
+              "GIG": lambda: p["x_steps"], "BIG": lambda: p["x_steps"],
+              "OCC": lambda: None, "SCAM": lambda: None}
     return counts.get(method, lambda: 1)()
 
 
@@ -129,6 +141,13 @@ def measure(method: str, model, images, params: dict, limit_step, args) -> dict:
     """One table row: ours and the limit in paired windows of equal gradient work; stock."""
     ours_step = ours_run(model, images, method, params, args.batch_size)
     per_map = gradients_per_map(method, params)
+    if per_map is None:      # no gradient limit to compare with: ours and stock only
+        ours = len(images) / _timed(ours_step)
+        # Stock PAIR occlusion makes one eager model call per window position (12,996 per map at
+        # 128 px and stride 1): not timed, RESULTS.md gives the arithmetic.
+        stock = None if method == "OCC" else stock_throughput(model, images[:args.n_stock], method, params)
+        return {"gradients_per_map": None, "ours": ours, "limit": None, "ours_over_limit": None,
+                "ours_over_limit_cpu": None, "rounds": [], "stock": stock}
     runs = max(1, math.ceil(args.seconds / _timed(ours_step)))
     limit_steps = math.ceil(runs * len(images) * per_map / args.batch_size)
     windows = {"ours": (lambda: [ours_step() for _ in range(runs)], runs * len(images)),
@@ -227,6 +246,7 @@ def stock_throughput(model, images, method: str, params: dict) -> float:
 
 def _stock_methods(model, params: dict) -> dict:
     call = stock_call_model_function(model)
+
     conv_call = stock_call_model_function(model, default_conv_layer(model))
     guided = Saliency(model, model_modifier=GuidedBackpropagation())
     gray = pair.VisualizeImageGrayscale
@@ -242,7 +262,20 @@ def _stock_methods(model, params: dict) -> dict:
     def gcam(x, t):
         return gray(pair.GradCam().GetMask(x, conv_call, {"target": t}))
 
+    def tf_keras_vis(kind, **kwargs):    # the library's documented usage: its own clone of the model
+        cam = kind(model)
+        return lambda x, t: cam(CategoricalScore([t]), x[None], penultimate_layer=default_conv_layer(model),
+                                seek_penultimate_conv_layer=False, **kwargs)[0]
+
+    later = {
+        "GIG": lambda x, t: gray(pair.GuidedIG().GetMask(x, call, {"target": t}, x_baseline=black(x),
+                                                         x_steps=params["GIG"]["x_steps"])),
+        "BIG": lambda x, t: gray(pair.BlurIG().GetMask(x, call, {"target": t}, steps=params["BIG"]["x_steps"])),
+        "GCAMPP": tf_keras_vis(GradcamPlusPlus), "LCAM": tf_keras_vis(Layercam),
+        "SCAM": tf_keras_vis(Scorecam, max_N=params["SCAM"]["max_n"]),
+    }
     return {
+        **later,
         "GRAD": lambda x, t: gray(pair.GradientSaliency().GetMask(x, call, {"target": t})),
         "SG": lambda x, t: gray(pair.GradientSaliency().GetSmoothedMask(
             x, call, {"target": t}, **smoothing(sg))),
@@ -282,6 +315,11 @@ def report(result: dict) -> str:
              "| ours/limit | (CPU time) | ours/stock | target |",
              "|---|---|---|---|---|---|---|---|---|"]
     for method, r in result["methods"].items():
+        if r["ours_over_limit"] is None:
+            stock = "-" if r["stock"] is None else f"{r['stock']:.3f}"
+            speedup = "-" if r["stock"] is None else f"{r['ours'] / r['stock']:.1f}"
+            lines.append(f"| {method} | - | {r['ours']:.2f} | - | {stock} | - | - | {speedup} | - |")
+            continue
         of_limit, speedup = r["ours_over_limit"], r["ours"] / r["stock"]
         lines.append(f"| {method} | {r['gradients_per_map']} | {r['ours']:.2f} | {r['limit']:.2f} "
                      f"| {r['stock']:.3f} | {of_limit:.2f} | {r['ours_over_limit_cpu']:.2f} "

@@ -1,43 +1,46 @@
-"""The `repro` command line. Every subcommand has --help; bad arguments give one line and exit 2."""
+"""The `repro` command line (also `python -m repro`). Every subcommand has --help.
+
+Exit codes: 0 done; 2 bad arguments, a bad experiment or input file, or any other error (one line
+on stderr naming the file, row or key; -v shows the traceback); 3 `repro all` finished but a harness
+control check failed (the run's results are written, and the failed check is printed); 130
+interrupted (run the same command again to continue).
+"""
 from __future__ import annotations
 
 import argparse
 import logging
-import os
 import sys
-import time
 from pathlib import Path
 
-os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")  # TensorFlow's C++ logs: quiet unless asked
+from repro.runtime import import_tensorflow
+
 log = logging.getLogger("repro")
+EXIT_ERROR, EXIT_INTERRUPTED = 2, 130
 
 
 class _Parser(argparse.ArgumentParser):
     """argparse, but an error is one line (no usage block) and exit status 2."""
 
     def error(self, message: str):
-        self.exit(2, f"{self.prog}: error: {message} (see {self.prog} --help)\n")
+        self.exit(EXIT_ERROR, f"{self.prog}: error: {message} (see {self.prog} --help)\n")
 
 
 def _positive_int(text: str) -> int:
-    value = int(text)
+    try:
+        value = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected a positive integer, got {text!r}") from None
     if value < 1:
         raise argparse.ArgumentTypeError(f"expected a positive integer, got {text}")
     return value
 
 
-def _add_dataset_args(parser: argparse.ArgumentParser) -> None:
-    parser.add_argument("--dataset", required=True, choices=["siim", "rsna"])
-    parser.add_argument("--root", required=True, type=Path, help="folder with the Kaggle layout")
-    parser.add_argument("--size", type=_positive_int, default=256, help="input size in pixels (default 256)")
-    parser.add_argument("--cache", type=Path, default=Path("runs/cache"),
-                        help="where decoded arrays are cached (default runs/cache)")
-    parser.add_argument("--split-csv", type=Path, help="explicit split (columns Image_ID, Split)")
-    parser.add_argument("--keep-not-normal", action="store_true",
-                        help="RSNA: keep the 'No Lung Opacity / Not Normal' class the paper dropped")
+def _names(text: str) -> list[str]:
+    return [t.strip() for t in text.split(",") if t.strip()]
 
 
 def build_parser() -> argparse.ArgumentParser:
+    from repro.protocol import DATASETS
     parser = _Parser(prog="repro", description="Reproduction kit for Arun et al. 2021, saliency-map "
                                                "trustworthiness in chest radiographs.")
     parser.add_argument("-v", "--verbose", action="store_true", help="log progress details and show tracebacks")
@@ -53,68 +56,88 @@ def build_parser() -> argparse.ArgumentParser:
     make.add_argument("--conspicuity", type=float, default=1.0, help="finding size and contrast multiplier")
     make.add_argument("--confounder-rate", type=float, default=0.0,
                       help="probability that a positive image carries a chest tube / marker")
-    make.add_argument("--datasets", default="siim,rsna", help="comma-separated: siim, rsna")
-    make.set_defaults(handler=_make_phantoms)
-    summary = data_commands.add_parser("summary", help="counts, prevalence, split sizes, mask areas")
-    _add_dataset_args(summary)
-    summary.set_defaults(handler=_summary)
-    preview = data_commands.add_parser("preview", help="a grid of images with findings outlined")
-    _add_dataset_args(preview)
-    preview.add_argument("--out", required=True, type=Path, help="PNG file to write")
-    preview.add_argument("--n", type=_positive_int, default=16)
-    preview.add_argument("--seed", type=int, default=0)
-    preview.set_defaults(handler=_preview)
+    make.add_argument("--datasets", default=",".join(DATASETS), help="comma-separated: siim, rsna")
+    make.set_defaults(handler=_make_phantoms, tensorflow=False)
+    for name, handler, text in (("summary", _summary, "counts, prevalence, split sizes, mask areas"),
+                                ("preview", _preview, "a grid of images with findings outlined")):
+        command = data_commands.add_parser(name, help=text)
+        command.add_argument("--dataset", required=True, choices=list(DATASETS))
+        command.add_argument("--root", required=True, type=Path, help="folder with the Kaggle layout")
+        command.add_argument("--size", type=_positive_int, default=256, help="input size in pixels (default 256)")
+        command.add_argument("--cache", type=Path, default=Path("runs/cache"),
+                             help="where decoded arrays are cached (default runs/cache)")
+        command.add_argument("--split-csv", type=Path, help="explicit split (columns Image_ID, Split)")
+        command.add_argument("--keep-not-normal", action="store_true",
+                             help="RSNA: keep the 'No Lung Opacity / Not Normal' class the paper dropped")
+        command.set_defaults(handler=handler, tensorflow=False)
+        if name == "preview":
+            command.add_argument("--out", required=True, type=Path, help="PNG file to write")
+            command.add_argument("--n", type=_positive_int, default=16)
+            command.add_argument("--seed", type=int, default=0)
 
-    def experiment_command(name, help, handler):
+    def experiment_command(name, help, handler, *, tensorflow=True, cluster=False):
         command = commands.add_parser(name, help=help)
         command.add_argument("--experiment", default="demo", help="name in experiments/ or a YAML path (default demo)")
         command.add_argument("--run-dir", type=Path, help="override the experiment's run directory")
-        command.set_defaults(handler=handler)
+        command.add_argument("--set", action="append", default=[], metavar="KEY.PATH=VALUE",
+                             help="override one setting (repeatable), e.g. --set evaluation.utility_images=10")
+        if cluster:
+            command.add_argument("--cluster", metavar="SPEC",
+                                 help="run the work on Dask: local:N (N worker processes here) or a scheduler "
+                                      "address such as tcp://host:8786 (default: the experiment's runtime.cluster)")
+        command.set_defaults(handler=handler, tensorflow=tensorflow)
         return command
 
-    train = experiment_command("train", "train the experiment's models (finished ones are kept)", _train)
+    config = experiment_command("config", "print the resolved experiment (every default filled in)", _config,
+                                tensorflow=False)
+    config.add_argument("--check", action="store_true", help="only validate; print nothing when it is valid")
+    train = experiment_command("train", "train the experiment's models (finished ones are kept)", _train, cluster=True)
     train.add_argument("--only", help="train only this model (e.g. inception_r1)")
-    maps = experiment_command("maps", "compute the saliency maps the tests need (resumable)", _maps)
-    maps.add_argument("--methods", help="comma-separated subset of GRAD,SG,IG,SIG,GCAM,XRAI,GBP,GGCAM")
-    maps.add_argument("--states", help="comma-separated subset of original,logits,mixed10,...,mixed1")
-    table = experiment_command("table", "write Table 2, 3 or 4 from the run's scores", _table)
+    maps = experiment_command("maps", "compute the saliency maps the tests need (resumable)", _maps, cluster=True)
+    maps.add_argument("--methods", type=_names, help="comma-separated subset of the experiment's methods")
+    maps.add_argument("--states", type=_names, help="comma-separated subset of original,logits,mixed10,...,mixed1")
+    table = experiment_command("table", "write Table 2, 3 or 4 from the run's cells", _table, tensorflow=False)
     table.add_argument("number", type=int, choices=[2, 3, 4])
-    figure = experiment_command("figure", "draw Figure 2, 3 or 4 from the run's scores and maps", _figure)
+    figure = experiment_command("figure", "draw Figure 2, 3 or 4 from the run's scores and maps", _figure,
+                                tensorflow=False)
     figure.add_argument("number", type=int, choices=[2, 3, 4])
-    experiment_command("grade", "compare the run's tables with the published ones", _grade)
-    experiment_command("all", "run the whole pipeline of an experiment (resumable)", _all)
+    experiment_command("grade", "compare the run's tables with the published ones", _grade, tensorflow=False)
+    experiment_command("all", "run the whole pipeline of an experiment (resumable)", _all, cluster=True)
     return parser
 
 
 def main(argv: list[str] | None = None) -> int:
     parser = build_parser()
     args = parser.parse_args(argv)
-    logging.basicConfig(level=logging.INFO if args.verbose else logging.WARNING,
-                        format="%(levelname)s %(name)s: %(message)s")
+    logging.basicConfig(level=logging.INFO if args.verbose else logging.WARNING, format="%(levelname)s: %(message)s")
     try:
-        args.handler(args)
-    except (ValueError, OSError) as err:  # our errors name the file, row or argument
+        if args.tensorflow:
+            import_tensorflow()
+        return args.handler(args) or 0
+    except (ValueError, OSError, LookupError) as err:  # our errors name the file, row or key
         if args.verbose:
             raise
-        print(f"repro: error: {err}", file=sys.stderr)
-        return 2
+        print(f"repro: error: {' '.join(str(err).split())}", file=sys.stderr)
+        return EXIT_ERROR
     except KeyboardInterrupt:
         print("repro: interrupted; run the same command again to continue", file=sys.stderr)
-        return 130
-    return 0
+        return EXIT_INTERRUPTED
 
 
-def _load(args):
+def _dataset(args):
     from repro.data.dataset import load_dataset
-    return load_dataset(args.dataset, args.root, args.size, cache_dir=args.cache, split_csv=args.split_csv,
-                        drop_not_normal=not args.keep_not_normal)
+    return load_dataset(args.dataset, args.root, args.size, cache_dir=args.cache,
+                        split=args.split_csv or "paper", drop_not_normal=not args.keep_not_normal)
 
 
 def _make_phantoms(args) -> None:
+    import time
+
     from repro.data.phantoms import PhantomConfig, make_phantoms
-    datasets = tuple(d.strip() for d in args.datasets.split(",") if d.strip())
-    if not datasets or set(datasets) - {"siim", "rsna"}:
-        raise ValueError(f"--datasets must list siim and/or rsna, got {args.datasets!r}")
+    from repro.protocol import DATASETS
+    datasets = tuple(_names(args.datasets))
+    if not datasets or set(datasets) - set(DATASETS):
+        raise ValueError(f"--datasets must list {' and/or '.join(DATASETS)}, got {args.datasets!r}")
     config = PhantomConfig(size=args.size, conspicuity=args.conspicuity, confounder_rate=args.confounder_rate)
     started = time.perf_counter()
     roots = make_phantoms(args.out, args.n, args.seed, datasets=datasets, config=config)
@@ -125,69 +148,98 @@ def _make_phantoms(args) -> None:
 
 def _summary(args) -> None:
     from repro.data.summary import format_summary, summarize
-    print(format_summary(summarize(_load(args))))
+    print(format_summary(summarize(_dataset(args))))
 
 
 def _preview(args) -> None:
     from repro.data.preview import preview_grid
-    print(f"wrote {preview_grid(_load(args), args.out, n=args.n, seed=args.seed)}")
+    print(f"wrote {preview_grid(_dataset(args), args.out, n=args.n, seed=args.seed)}")
 
 
 def _experiment(args):
     from repro.experiments import load_experiment
-    return load_experiment(args.experiment, run_dir=args.run_dir)
+    return load_experiment(args.experiment, run_dir=args.run_dir, overrides=args.set)
+
+
+def _cluster(args, experiment) -> str | None:
+    return getattr(args, "cluster", None) or experiment.settings.runtime.cluster
+
+
+def _config(args) -> None:
+    import yaml
+
+    from repro.experiments import resolved_config
+    experiment = _experiment(args)
+    if not args.check:
+        print(yaml.safe_dump(resolved_config(experiment), sort_keys=False, allow_unicode=True), end="")
 
 
 def _train(args) -> None:
-    from repro.models import train_experiment
-    train_experiment(_experiment(args), only=args.only)
+    from repro import pipeline
+    from repro.execution import executor_for
+    from repro.io import RunLock
+    experiment = _experiment(args)
+    with RunLock(experiment.layout.lock_file), executor_for(_cluster(args, experiment), experiment.settings.runtime) as executor:
+        pipeline.stage_data(experiment)
+        pipeline.stage_train(experiment, executor, only=args.only)
 
 
 def _maps(args) -> None:
-    from repro.evaluation.run import compute_maps
-    from repro.pipeline import prepare_data
+    from repro import pipeline
+    from repro.execution import executor_for
+    from repro.io import RunLock
     experiment = _experiment(args)
-    split = (lambda text: [t.strip() for t in text.split(",") if t.strip()] if text else None)
-    for dataset in prepare_data(experiment).values():
-        compute_maps(experiment, dataset, methods=split(args.methods), states=split(args.states))
-    print(f"maps in {experiment.run_dir / 'maps'}")
+    methods = experiment.settings.saliency.methods
+    if args.methods and set(args.methods) - set(methods):
+        raise ValueError(f"--methods: unknown {sorted(set(args.methods) - set(methods))}; this experiment's "
+                         f"methods are {', '.join(methods)} (choose others with --set saliency.methods=[...])")
+    with RunLock(experiment.layout.lock_file), executor_for(_cluster(args, experiment), experiment.settings.runtime) as executor:
+        datasets = pipeline.prepare_data(experiment)
+        plans = pipeline.stage_maps(experiment, datasets, executor, methods=args.methods, states=args.states)
+    print(f"{sum(len(t.image_ids) for p in plans.values() for t in p.tasks)} maps in "
+          f"{experiment.layout.root / 'maps'}")
 
 
 def _table(args) -> None:
-    from repro.pipeline import make_tables, read_scores
+    from repro import pipeline
     experiment = _experiment(args)
-    make_tables(experiment, read_scores(experiment), tables=(args.number,))
-    print((experiment.run_dir / "results" / f"table{args.number}.md").read_text())
+    pipeline.stage_tables(experiment, pipeline.read_cells(experiment), tables=(args.number,))
+    print(experiment.layout.result(f"table{args.number}.md").read_text())
 
 
 def _figure(args) -> None:
-    from repro.pipeline import make_figures, prepare_data, read_scores
+    from repro import pipeline
     experiment = _experiment(args)
-    for path in make_figures(experiment, read_scores(experiment), prepare_data(experiment), figures=(args.number,)):
+    datasets = pipeline.prepare_data(experiment, progress=False)
+    for path in pipeline.stage_figures(experiment, pipeline.read_scores(experiment), pipeline.read_cells(experiment),
+                                       datasets, figures=(args.number,)):
         print(f"wrote {path}")
 
 
 def _grade(args) -> None:
-    from repro.pipeline import make_grade, make_tables, read_scores
-    experiment = _experiment(args)
-    report = make_grade(experiment, make_tables(experiment, read_scores(experiment)))
-    print((experiment.run_dir / "results" / "grade.md").read_text().split("## The paper's findings")[0])
-    print(f"full grade: {experiment.run_dir / 'results' / 'grade.md'} ({len(report['findings'])} findings)")
-
-
-def _all(args) -> None:
     from repro import pipeline
-    result = pipeline.run_all(_experiment(args))
-    out = pipeline.results_dir(result.experiment)
-    print(f"\n[done] {result.seconds:.0f} s. Tables, figures and the grade: {out}")
-    print(pipeline.headline(result.cells))
-    s = result.grade["summary"]
-    print(f"fidelity grade: {s['findings_agreeing']} of the paper's findings agree, {s['findings_disagreeing']} "
-          f"disagree, {s['findings_not_measured']} not measured ({out / 'grade.md'})")
-    for problem in result.control_problems:
-        print(f"!!! CONTROL CHECK FAILED: {problem}", file=sys.stderr)
-    if not result.control_problems:
-        print("controls: EDGE fails the randomization test and ORACLE beats AVG, as they must")
+    experiment = _experiment(args)
+    report = pipeline.stage_grade(experiment, pipeline.read_cells(experiment))
+    if report is None:
+        raise ValueError(f"the fidelity grade compares the paper's data sets with its tables; experiment "
+                         f"{experiment.name} has {', '.join(experiment.datasets)}")
+    print(f"fidelity grade: {report['headline']}\nfull grade: {experiment.layout.result('grade.md')}")
+
+
+def _all(args) -> int:
+    from repro import pipeline
+    experiment = _experiment(args)
+    report = pipeline.run_all(experiment, cluster=_cluster(args, experiment))
+    provenance = report.provenance
+    print(f"\n[done] {provenance['wall_seconds']:.0f} s, peak memory {provenance['peak_memory_gb']:.1f} GB. "
+          f"Tables, figures and the grade: {experiment.layout.results_dir}")
+    print("\n".join(report.verdict_lines()))
+    if report.grade is not None:
+        print(f"fidelity grade: {report.grade_line()} ({experiment.layout.result('grade.md')})")
+    for line in report.control_lines:
+        failed = line.startswith("CONTROL CHECK FAILED")
+        print(f"!!! {line}" if failed else line, file=sys.stderr if failed else sys.stdout)
+    return report.exit_code
 
 
 if __name__ == "__main__":

@@ -1,247 +1,706 @@
-"""The experiment registry: YAML files in experiments/ (configs are data, not code).
+"""The experiment registry and its schema: YAML files in experiments/, validated whole at load.
 
-An experiment names its data source, input size and split (`data`), the models trained on each data
-set (`models`) and how they are trained (`train`); later stages add their own sections.
-`load_experiment("demo")` reads experiments/demo.yaml; a path to a YAML file works too, for users'
-own experiments.
+An experiment says which data (`data`), which models and how they are trained (`models`, `train`),
+how saliency maps are made (`saliency`), how the four tests score them (`evaluation`) and how the
+run executes (`runtime`). Every default lives in the schema below; an unknown key, a wrong type
+or a value out of range is an error at load time that names the key path and, for a misspelt
+key, suggests the nearest valid one. Stages receive these typed settings, never the raw dict.
+
+    experiment = load_experiment("demo", overrides=["evaluation.utility_images=10"])
+    experiment.settings.evaluation.pairs_per_image   # 50
+
+Relative paths in an experiment file are relative to its project root: the repository for the
+kit's own experiments/, otherwise the folder that holds the file. A run writes under
+<project root>/runs/<name> unless `run_dir` or --run-dir says otherwise; `publish_dir` and
+`run_dir` must stay inside the project root unless `allow_outside_project: true`.
 """
 from __future__ import annotations
 
+import difflib
+import hashlib
+import json
 import re
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any, Literal, Optional, Union
 
 import yaml
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
 
-EXPERIMENTS_DIR = Path(__file__).resolve().parents[1] / "experiments"
+from repro.layout import RunLayout
+from repro.protocol import (DATASETS, INCEPTION_STATES, KAGGLE_DATASETS, METHODS, PAPER_METHODS,
+                            DatasetSpec)
 
-_DATA_KEYS = {"source", "datasets", "input_size", "split", "drop_not_normal", "phantoms",
-              "siim_root", "rsna_root"}
-_PHANTOM_KEYS = {"n", "seed", "size", "conspicuity", "siim_prevalence", "rsna_prevalence",
-                 "rsna_not_normal_fraction", "confounder_rate", "confounder_negative_rate"}
-
-# models: architecture -> its settings and `replicates` (model name -> seed). Missing settings take
-# these defaults; an architecture that is absent is not trained.
-_ARCHITECTURES = {
-    "inception_v3": {"weights": None},
-    "densenet121": {"weights": None},
-    "unet": {"depth": 4, "width": 32},
-    "retinanet": {"backbone": "resnet_50_imagenet", "levels": [3, 7], "head_convs": 4,
-                  "score_threshold": 0.05, "max_detections": 20},
-}
-# train: these keys at the top level apply to every architecture; a mapping under an architecture's
-# name overrides them for that architecture.
-_TRAIN_DEFAULTS = {"bn_momentum": None, "augment": {"flip": False, "shift": 0.0},
-                   "recalibration": {"batches": 4, "batch_size": 64}, "eager": False}
-_TRAIN_REQUIRED = ("epochs", "batch_size", "learning_rate", "patience")
-_TRAIN_KEYS = set(_TRAIN_DEFAULTS) | set(_TRAIN_REQUIRED)
-_MODEL_NAME = re.compile(r"[A-Za-z0-9][A-Za-z0-9_-]*")
+REPOSITORY = Path(__file__).resolve().parents[1]
+EXPERIMENTS_DIR = REPOSITORY / "experiments"
+NAME = r"^[A-Za-z0-9][A-Za-z0-9_-]*$"   # experiment and model names: safe as file names
 
 
 class ExperimentError(ValueError):
-    """An experiment file that cannot be used; the message names the file and the key."""
+    """An experiment that cannot be used; the message names the file and the key path."""
+
+
+class _Section(BaseModel):
+    """Strict: no unknown keys, no type coercion (a "4" is not 4, true is not 1)."""
+    model_config = ConfigDict(extra="forbid", strict=True, frozen=True)
+
+
+Fraction = Field(ge=0.0, le=1.0)
+
+
+# --- data ---------------------------------------------------------------------------------------
+
+class Phantoms(_Section):
+    """The synthetic chest radiographs (repro.data.phantoms.PhantomConfig)."""
+    n: int = Field(ge=3, description="images per data set")
+    seed: int = Field(0, ge=0)
+    size: int = Field(256, ge=64, description="pixels of the written DICOMs")
+    conspicuity: float = Field(1.0, gt=0.0)
+    siim_prevalence: float = Field(0.22, ge=0.0, le=1.0)
+    rsna_prevalence: float = Field(0.40, ge=0.0, le=1.0)
+    rsna_not_normal_fraction: float = Field(0.15, ge=0.0, le=1.0)
+    confounder_rate: float = Field(0.0, ge=0.0, le=1.0)
+    confounder_negative_rate: float = Field(0.0, ge=0.0, le=1.0)
+
+
+class SplitFractions(_Section):
+    """The authors' two-step split with other fractions: test off the whole list, then
+    validation off the rest (scikit-learn's train_test_split, unstratified)."""
+    test_fraction: float = Field(gt=0.0, lt=1.0)
+    val_fraction: float = Field(gt=0.0, lt=1.0)
+    seed: int = Field(1, ge=0)
+
+
+class FolderData(_Section):
+    """A data set of your own: images (PNG/JPEG/DICOM) with labels and masks (PNG) or boxes."""
+    root: str
+    labels: str = Field("labels.csv", description="CSV: image, label (0/1), optional split")
+    masks: Optional[str] = Field(None, description="folder of PNG masks named like the images")
+    boxes: Optional[str] = Field(None, description="CSV: image, x, y, width, height (pixels)")
+    title: Optional[str] = None
+
+    @model_validator(mode="after")
+    def _one_kind_of_truth(self):
+        if (self.masks is None) == (self.boxes is None):
+            raise ValueError("give exactly one of 'masks' (a folder of PNG masks) or 'boxes' (a CSV)")
+        return self
+
+
+class Data(_Section):
+    source: Literal["phantoms", "kaggle", "folder"]
+    datasets: list[str] = Field(default_factory=lambda: list(DATASETS), min_length=1)
+    input_size: int = Field(ge=16, description="model input in pixels (InceptionV3 accepts 75 and up)")
+    split: Union[Literal["paper"], SplitFractions, str] = Field(
+        "paper", description="'paper' (the authors' procedure), fractions, or a split CSV path")
+    drop_not_normal: bool = True
+    phantoms: Optional[Phantoms] = None
+    siim_root: Optional[str] = None
+    rsna_root: Optional[str] = None
+    folder: Optional[dict[str, FolderData]] = None
+
+    @model_validator(mode="after")
+    def _sources(self):
+        if len(set(self.datasets)) != len(self.datasets):
+            raise ValueError(f"datasets lists a data set twice: {self.datasets}")
+        if self.source == "folder":
+            if not self.folder:
+                raise ValueError("source 'folder' needs a 'folder' mapping: data set name -> {root, labels, ...}")
+            missing = [d for d in self.datasets if d not in self.folder]
+            if missing or set(self.folder) - set(self.datasets):
+                raise ValueError(f"'datasets' {self.datasets} and the names under 'folder' "
+                                 f"{sorted(self.folder)} must be the same")
+            for name in self.datasets:
+                if not re.match(NAME, name):
+                    raise ValueError(f"data set name {name!r} must be letters, digits, _ and -")
+            return self
+        unknown = [d for d in self.datasets if d not in DATASETS]
+        if unknown:
+            raise ValueError(f"datasets: unknown {unknown}; the Kaggle data sets are {list(DATASETS)}")
+        if self.source == "phantoms" and self.phantoms is None:
+            raise ValueError("source 'phantoms' needs a 'phantoms' mapping with at least 'n'")
+        if self.source == "kaggle":
+            for name in self.datasets:
+                if not getattr(self, f"{name}_root"):
+                    raise ValueError(f"{name}_root is required when source is 'kaggle'")
+        return self
+
+
+# --- models and training ------------------------------------------------------------------------
+
+Replicates = dict[str, int]
+
+
+class _Trained(_Section):
+    replicates: Replicates = Field(min_length=1, description="model name -> seed")
+
+
+class Classifier(_Trained):
+    weights: Optional[str] = Field(None, description="null (random init), 'imagenet' or a weights file")
+
+
+class UNet(_Trained):
+    depth: int = Field(4, ge=1)
+    width: int = Field(32, ge=1)
+
+
+class RetinaNet(_Trained):
+    backbone: Union[str, dict[str, Any]] = Field(
+        "resnet_50_imagenet", description="a keras_hub ResNet preset, or ResNetBackbone arguments")
+    levels: list[int] = Field(default_factory=lambda: [3, 7], min_length=2, max_length=2)
+    head_convs: int = Field(4, ge=0)
+    score_threshold: float = Field(0.05, ge=0.0, le=1.0)
+    max_detections: int = Field(20, ge=1)
+
+    @model_validator(mode="after")
+    def _levels(self):
+        if not 2 <= self.levels[0] <= self.levels[1]:
+            raise ValueError(f"levels must be [min, max] pyramid levels with 2 <= min <= max, got {self.levels}")
+        return self
+
+
+class FileModel(_Section):
+    """An already-trained Keras classifier of yours."""
+    file: str = Field(description=".keras file")
+    architecture: str = Field(description="any name; models sharing it are replicates of each other")
+    preprocessing: Literal["none", "unit", "inception", "imagenet"] = Field(
+        "none", description="what the model expects of [0, 255] images: none (it scales them itself), "
+                            "unit (x/255), inception (x/127.5 - 1), imagenet ((x/255 - mean)/std)")
+    output: Literal["logits", "probabilities"] = "logits"
+
+
+class Models(_Section):
+    inception_v3: Optional[Classifier] = None
+    densenet121: Optional[Classifier] = None
+    unet: Optional[UNet] = None
+    retinanet: Optional[RetinaNet] = None
+    files: Optional[dict[str, FileModel]] = None
+
+
+class Augment(_Section):
+    flip: bool = False
+    shift: float = Field(0.0, ge=0.0, le=0.25, description="fraction of the image")
+
+
+class Recalibration(_Section):
+    batches: int = Field(4, ge=0)
+    batch_size: int = Field(64, ge=1)
+
+
+class TrainOverrides(_Section):
+    """Per-architecture training settings; what is absent comes from the shared ones."""
+    epochs: Optional[int] = Field(None, ge=1)
+    batch_size: Optional[int] = Field(None, ge=1)
+    learning_rate: Optional[float] = Field(None, gt=0.0, le=1.0)
+    patience: Optional[int] = Field(None, ge=1)
+    bn_momentum: Optional[float] = Field(None, ge=0.0, le=1.0)
+    augment: Optional[Augment] = None
+    recalibration: Optional[Recalibration] = None
+    eager: Optional[bool] = None
+
+
+class TrainSettings(_Section):
+    """The settings one model is trained with."""
+    epochs: int = Field(ge=1)
+    batch_size: int = Field(ge=1)
+    learning_rate: float = Field(gt=0.0, le=1.0)
+    patience: int = Field(ge=1)
+    bn_momentum: Optional[float] = Field(None, ge=0.0, le=1.0, description="null keeps the architecture's")
+    augment: Augment = Augment()
+    recalibration: Recalibration = Recalibration()
+    eager: bool = False
+
+
+class Train(TrainSettings):
+    inception_v3: Optional[TrainOverrides] = None
+    densenet121: Optional[TrainOverrides] = None
+    unet: Optional[TrainOverrides] = None
+    retinanet: Optional[TrainOverrides] = None
+
+    def for_architecture(self, arch: str) -> TrainSettings:
+        shared = {name: getattr(self, name) for name in TrainSettings.model_fields}
+        own = getattr(self, arch, None)
+        if own is not None:
+            shared.update({k: v for k, v in own if v is not None})
+        return TrainSettings(**shared)
+
+
+# --- saliency and evaluation --------------------------------------------------------------------
+
+Method = Literal[METHODS]
+
+
+class Saliency(_Section):
+    preset: Literal["paper", "authors_code"] = "paper"
+    methods: list[Method] = Field(default_factory=lambda: list(PAPER_METHODS), min_length=1)
+    overrides: dict[Method, dict[str, Any]] = Field(default_factory=dict)
+    seed: int = Field(0, ge=0, description="SmoothGrad noise")
+    noise: Literal["independent", "shared"] = Field(
+        "independent", description="independent: noise seeded per (seed, image, model, state); "
+                                   "shared: per (seed, image), the same under every model and state")
+    backend: Literal["batched", "pair"] = "batched"
+    batch_size: Optional[int] = Field(None, ge=1, description="rows per model call (default 16)")
+    chunk_size: int = Field(8, ge=1, description="images per unit of work")
+
+    @model_validator(mode="after")
+    def _distinct(self):
+        if len(set(self.methods)) != len(self.methods):
+            raise ValueError(f"methods lists a method twice: {self.methods}")
+        return self
+
+
+class Cascade(_Section):
+    mode: Literal["cascading", "independent"] = "cascading"
+    seed: int = Field(0, ge=0)
+    groups: int = Field(10, ge=1, description="randomization groups for a model that is not InceptionV3")
+
+
+class Stability(_Section):
+    resamples: int = Field(200, ge=0, description="bootstrap resamples of the test images (0: off)")
+    seed: int = Field(0, ge=0)
+    fragile_above: float = Field(0.10, gt=0.0, lt=1.0, description="flip rate above which a verdict is fragile")
+
+
+Images = Union[Literal["all"], int]
+
+
+class Evaluation(_Section):
+    utility_images: Images = Field("all", description="positive test images scored for utility")
+    ssim_images: int = Field(100, ge=3, description="the random sample of positive test images for "
+                                                    "the randomization, repeatability and reproducibility tests")
+    sample_seed: int = Field(1, ge=0, description="Python random.seed of that sample (the authors': 1)")
+    curve_images: Images = Field("all", description="images of the sample at the intermediate cascade states")
+    pairs_per_image: int = Field(50, ge=1)
+    pair_seed: int = Field(0, ge=0)
+    auprc: Literal["trapezoid", "average_precision"] = "trapezoid"
+    ssim_data_range: float = Field(2.0, gt=0.0)
+    unet_ssim: Literal["uint8", "float"] = "uint8"
+    randomization_cells: Literal["replicates", "per_image"] = "replicates"
+    cascade: Cascade = Cascade()
+    replicates: Optional[list[str]] = Field(None, description="default: the InceptionV3 models, in file order")
+    repeatability: Optional[list[str]] = Field(None, min_length=2, max_length=2)
+    reproducibility: Optional[list[str]] = Field(None, min_length=2, max_length=2)
+    controls: bool = True
+    stability: Stability = Stability()
+
+    @model_validator(mode="after")
+    def _caps(self):
+        for name, least in (("utility_images", 3), ("curve_images", 1)):
+            value = getattr(self, name)
+            if value != "all" and value < least:
+                raise ValueError(f"{name} must be 'all' or an integer >= {least}, got {value!r}")
+        return self
+
+
+class Runtime(_Section):
+    deterministic: bool = Field(False, description="TensorFlow op determinism: byte-identical reruns")
+    threads: Optional[int] = Field(None, ge=1, description="TensorFlow threads per process (null: its default)")
+    cluster: Optional[str] = Field(None, description="'local:N' or a Dask scheduler address; null: in-process")
+
+
+class ExperimentSettings(_Section):
+    name: str = Field(pattern=NAME)
+    description: str = ""
+    run_dir: Optional[str] = None
+    publish_dir: Optional[str] = None
+    publish_readme: Optional[str] = Field(None, description="a README whose results section is rewritten "
+                                                            "from publish_dir (repro.report.readme)")
+    allow_outside_project: bool = False
+    data: Data
+    models: Models = Models()
+    train: Optional[Train] = None
+    saliency: Saliency = Saliency()
+    evaluation: Evaluation = Evaluation()
+    runtime: Runtime = Runtime()
+
+    @model_validator(mode="after")
+    def _cross_checks(self):
+        trained = [arch for arch in ("inception_v3", "densenet121", "unet", "retinanet")
+                   if getattr(self.models, arch) is not None]
+        for arch, least in (("inception_v3", 75), ("densenet121", 32)):
+            if arch in trained and self.data.input_size < least:
+                raise ValueError(f"data.input_size {self.data.input_size}: {arch} accepts inputs of {least} px and up")
+        if trained and self.train is None:
+            raise ValueError(f"models {trained} are trained by the kit: a 'train' section is required")
+        names = []
+        for arch in trained:
+            names += list(getattr(self.models, arch).replicates)
+        names += list(self.models.files or {})
+        for name in names:
+            if not re.match(NAME, name):
+                raise ValueError(f"model name {name!r} must be letters, digits, _ and -")
+        duplicates = sorted({n for n in names if names.count(n) > 1})
+        if duplicates:
+            raise ValueError(f"model names must be unique, {duplicates} appear twice")
+        if any(seed < 0 for arch in trained for seed in getattr(self.models, arch).replicates.values()):
+            raise ValueError("model seeds must be integers >= 0")
+        return self
+
+
+# --- the loaded experiment ----------------------------------------------------------------------
+
+CLASSIFIERS = ("inception_v3", "densenet121")
+LOCALIZERS = ("unet", "retinanet")
+
+
+@dataclass(frozen=True)
+class ModelSpec:
+    """One model of an experiment: trained by the kit (arch + seed + settings) or read from a file."""
+    name: str
+    arch: str                      # inception_v3, densenet121, unet, retinanet, or a user's architecture
+    seed: int | None = None
+    settings: dict | None = None   # the architecture's settings (depth, backbone, weights, ...)
+    file: Path | None = None       # an already-trained model
+    preprocessing: str = "none"
+    output: str = "logits"
+
+    @property
+    def is_classifier(self) -> bool:
+        return self.file is not None or self.arch in CLASSIFIERS
+
+    def applies_to(self, dataset: DatasetSpec) -> bool:
+        """Classifiers serve every data set; a localizer only the data sets of its kind."""
+        return self.is_classifier or dataset.localizer == self.arch
+
+
+@dataclass(frozen=True)
+class Roles:
+    """Which model plays which part in the four tests (names of ModelSpecs)."""
+    replicates: tuple[str, ...]              # replicate 1 first: utility; cascading randomization on all
+    repeatability: tuple[str, str] | None    # two models of one architecture (None: not measured)
+    reproducibility: tuple[str, str] | None  # models of two architectures (None: not measured)
+
+    @property
+    def replicate_1(self) -> str:
+        return self.replicates[0]
 
 
 @dataclass(frozen=True)
 class Experiment:
     name: str
     path: Path
-    config: dict
-    run_dir: Path
+    settings: ExperimentSettings
+    layout: RunLayout
+    project_root: Path
 
     @property
-    def data(self) -> dict:
-        return self.config["data"]
-
-    def dataset_root(self, dataset: str) -> Path:
-        """Where the Kaggle layout of `dataset` lies (the run's own copy for the phantoms)."""
-        if self.data["source"] == "phantoms":
-            return self.run_dir / "data" / dataset
-        return Path(self.data[f"{dataset}_root"]).expanduser()
-
-    @property
-    def cache_dir(self) -> Path:
-        return self.run_dir / "cache"
-
-    @property
-    def models(self) -> dict[str, dict]:
-        """Model name -> {"arch", "seed", and the architecture's settings}, in file order."""
+    def models(self) -> dict[str, ModelSpec]:
+        """Model name -> spec, in file order (architecture by architecture)."""
         specs = {}
-        for arch, settings in self.config.get("models", {}).items():
-            shared = {k: v for k, v in settings.items() if k != "replicates"}
-            for name, seed in settings["replicates"].items():
-                specs[name] = {"arch": arch, "seed": seed, **shared}
+        for arch in (*CLASSIFIERS, *LOCALIZERS):
+            section = getattr(self.settings.models, arch)
+            if section is None:
+                continue
+            settings = section.model_dump(mode="json", exclude={"replicates"})
+            for name, seed in section.replicates.items():
+                specs[name] = ModelSpec(name, arch, seed=seed, settings=settings)
+        for name, entry in (self.settings.models.files or {}).items():
+            specs[name] = ModelSpec(name, entry.architecture, file=self.resolve(entry.file),
+                                    preprocessing=entry.preprocessing, output=entry.output)
         return specs
 
-    def train_settings(self, arch: str) -> dict:
-        """The `train` settings for one architecture: the shared keys, then its own overrides."""
-        return _train_settings(self.config["train"], arch)
+    @property
+    def datasets(self) -> dict[str, DatasetSpec]:
+        data = self.settings.data
+        if data.source != "folder":
+            return {name: KAGGLE_DATASETS[name] for name in data.datasets}
+        return {name: DatasetSpec(name=name, title=folder.title or name, short=name,
+                                  task="segmentation" if folder.masks else "detection",
+                                  label_files=(folder.labels,), image_dir="", localizer="", high_baseline="")
+                for name, folder in data.folder.items()}
 
+    def dataset_root(self, dataset: str) -> Path:
+        data = self.settings.data
+        if data.source == "phantoms":
+            return self.layout.phantom_root(dataset)
+        if data.source == "folder":
+            return self.resolve(data.folder[dataset].root)
+        return self.resolve(getattr(data, f"{dataset}_root"))
+
+    def localizers(self, dataset: str) -> tuple[str, ...]:
+        """The localization networks of a data set (its high baseline), in file order."""
+        spec = self.datasets[dataset]
+        return tuple(name for name, model in self.models.items() if model.arch == spec.localizer)
+
+    @property
+    def roles(self) -> Roles:
+        return _roles(self.settings.evaluation, self.models)
+
+    def train_settings(self, arch: str) -> TrainSettings:
+        return self.settings.train.for_architecture(arch)
+
+    def resolve(self, path: str | Path) -> Path:
+        """A path of the experiment file: ~ expanded, relative to the project root."""
+        path = Path(path).expanduser()
+        return path if path.is_absolute() else self.project_root / path
+
+    @property
+    def publish_dir(self) -> Path | None:
+        target = self.settings.publish_dir
+        return None if target is None else self.resolve(target)
+
+    @property
+    def publish_readme(self) -> Path | None:
+        target = self.settings.publish_readme
+        return None if target is None else self.resolve(target)
+
+    def command(self, stage: str) -> str:
+        """The command that runs `stage` of this experiment, for hints in messages: the name of a
+        kit experiment or the path of a file, and --run-dir when it is not the default one."""
+        named = self.path.parent.resolve() == EXPERIMENTS_DIR and self.path.stem == self.name
+        text = f"repro {stage} --experiment {self.name if named else self.path}"
+        default = self.resolve(self.settings.run_dir or f"runs/{self.settings.name}")
+        if self.layout.root.resolve() != default.resolve():
+            text += f" --run-dir {self.layout.root}"
+        return text
+
+    @property
+    def fingerprint(self) -> str:
+        """SHA-256 of the resolved settings: the experiment hash in provenance records."""
+        text = json.dumps(self.settings.model_dump(mode="json"), sort_keys=True)
+        return hashlib.sha256(text.encode()).hexdigest()
+
+
+def _roles(evaluation: Evaluation, models: dict[str, ModelSpec]) -> Roles:
+    classifiers = {name: spec for name, spec in models.items() if spec.is_classifier}
+    if evaluation.replicates is not None:
+        replicates = tuple(evaluation.replicates)
+    elif any(spec.arch == "inception_v3" for spec in classifiers.values()):
+        replicates = tuple(n for n, s in classifiers.items() if s.arch == "inception_v3")
+    else:   # the user's models: the first architecture listed
+        first = next((s.arch for s in classifiers.values()), None)
+        replicates = tuple(n for n, s in classifiers.items() if s.arch == first)
+    repeatability = reproducibility = None
+    if evaluation.repeatability is not None:
+        repeatability = tuple(evaluation.repeatability)
+    elif len(replicates) >= 2:
+        repeatability = replicates[:2]
+    if evaluation.reproducibility is not None:
+        reproducibility = tuple(evaluation.reproducibility)
+    elif replicates:
+        arch = classifiers[replicates[0]].arch if replicates[0] in classifiers else None
+        other = next((n for n, s in classifiers.items() if s.arch != arch), None)
+        if other is not None:
+            reproducibility = (replicates[0], other)
+    return Roles(replicates, repeatability, reproducibility)
+
+
+def _check_roles(settings: ExperimentSettings, models: dict[str, ModelSpec]) -> None:
+    """Every model the evaluation names exists and is a classifier."""
+    evaluation = settings.evaluation
+    for key in ("replicates", "repeatability", "reproducibility"):
+        named = getattr(evaluation, key) or []
+        for name in named:
+            if name not in models:
+                raise ValueError(f"evaluation.{key}: unknown model {name!r}; models: {sorted(models)}")
+            if not models[name].is_classifier:
+                raise ValueError(f"evaluation.{key}: {name!r} is a {models[name].arch}, not a classifier")
+        if len(set(named)) != len(named):
+            raise ValueError(f"evaluation.{key} names a model twice: {named}")
+
+
+# --- loading ------------------------------------------------------------------------------------
 
 def list_experiments() -> list[str]:
     return sorted(p.stem for p in EXPERIMENTS_DIR.glob("*.yaml"))
 
 
-def load_experiment(name_or_path: str | Path, *, run_dir: str | Path | None = None) -> Experiment:
-    path = Path(name_or_path)
-    if path.suffix not in (".yaml", ".yml"):
-        path = EXPERIMENTS_DIR / f"{name_or_path}.yaml"
-        if not path.is_file():
-            raise ExperimentError(f"unknown experiment {str(name_or_path)!r}; "
-                                  f"known: {', '.join(list_experiments())} (or give a path to a YAML file)")
-    if not path.is_file():
-        raise ExperimentError(f"experiment file not found: {path}")
+def load_experiment(name_or_path: str | Path, *, run_dir: str | Path | None = None,
+                    overrides: list[str] | tuple[str, ...] = ()) -> Experiment:
+    """Read, override (`key.path=value`, the value read as YAML) and validate an experiment."""
+    path = _experiment_path(name_or_path)
     try:
-        config = yaml.safe_load(path.read_text())
+        raw = yaml.safe_load(path.read_text())
     except yaml.YAMLError as err:
-        raise ExperimentError(f"{path}: not valid YAML ({err})") from None
-    if not isinstance(config, dict):
+        raise ExperimentError(f"{path}: not valid YAML ({_one_line(err)})") from None
+    if not isinstance(raw, dict):
         raise ExperimentError(f"{path}: expected a mapping at the top level")
-    _validate(config, path)
-    name = config.get("name", path.stem)
-    run_dir = Path(run_dir or config.get("run_dir", f"runs/{name}"))
-    return Experiment(name=name, path=path, config=config, run_dir=run_dir)
+    raw.setdefault("name", path.stem)
+    for override in overrides:
+        _apply_override(raw, override, path)
+    try:
+        settings = ExperimentSettings.model_validate(raw)
+    except ValidationError as err:
+        raise ExperimentError(_validation_message(err, path)) from None
+    project_root = REPOSITORY if path.parent.resolve() == EXPERIMENTS_DIR else path.parent.resolve()
+    try:
+        experiment = _experiment(settings, path, project_root, run_dir)
+        _check_roles(settings, experiment.models)
+        _check_saliency_parameters(settings.saliency)
+    except ValueError as err:
+        raise ExperimentError(f"{path}: {err}") from None
+    return experiment
 
 
-def _validate(config: dict, path: Path) -> None:
-    data = config.get("data")
-    if not isinstance(data, dict):
-        raise ExperimentError(f"{path}: missing 'data' section")
-    unknown = set(data) - _DATA_KEYS
-    if unknown:
-        raise ExperimentError(f"{path}: unknown key(s) in 'data': {sorted(unknown)}; "
-                              f"expected some of {sorted(_DATA_KEYS)}")
-    source = data.get("source")
-    if source not in ("phantoms", "kaggle"):
-        raise ExperimentError(f"{path}: data.source must be 'phantoms' or 'kaggle', got {source!r}")
-    datasets = data.setdefault("datasets", ["siim", "rsna"])
-    if not datasets or set(datasets) - {"siim", "rsna"}:
-        raise ExperimentError(f"{path}: data.datasets must list siim and/or rsna, got {datasets!r}")
-    size = data.get("input_size")
-    if not isinstance(size, int) or size < 75:
-        raise ExperimentError(f"{path}: data.input_size must be an integer >= 75 "
-                              f"(InceptionV3's smallest input), got {size!r}")
-    data.setdefault("split", "paper")
-    data.setdefault("drop_not_normal", True)
-    if source == "phantoms":
-        phantoms = data.get("phantoms")
-        if not isinstance(phantoms, dict) or "n" not in phantoms:
-            raise ExperimentError(f"{path}: data.phantoms must be a mapping with at least 'n'")
-        unknown = set(phantoms) - _PHANTOM_KEYS
-        if unknown:
-            raise ExperimentError(f"{path}: unknown key(s) in 'data.phantoms': {sorted(unknown)}; "
-                                  f"expected some of {sorted(_PHANTOM_KEYS)}")
+def _experiment(settings: ExperimentSettings, path: Path, project_root: Path, run_dir) -> Experiment:
+    probe = Experiment(settings.name, path, settings, RunLayout(Path()), project_root)
+    if run_dir is not None:        # the command line asked explicitly: anywhere goes
+        root = Path(run_dir).expanduser()
     else:
-        for dataset in datasets:
-            if not data.get(f"{dataset}_root"):
-                raise ExperimentError(f"{path}: data.{dataset}_root is required when data.source is 'kaggle'")
-    if "models" in config or "train" in config:
-        _validate_models(config.get("models"), path)
-        _validate_train(config.get("train"), config["models"], path)
+        root = probe.resolve(settings.run_dir or f"runs/{settings.name}")
+        _inside_project(root, "run_dir", settings, project_root)
+    for key in ("publish_dir", "publish_readme"):
+        if getattr(probe, key) is not None:
+            _inside_project(getattr(probe, key), key, settings, project_root)
+    if probe.publish_readme is not None and probe.publish_dir is None:
+        raise ValueError("publish_readme needs a publish_dir: the README's results are written from it")
+    return Experiment(settings.name, path, settings, RunLayout(root), project_root)
 
 
-def _validate_models(models, path: Path) -> None:
-    if not isinstance(models, dict) or not models:
-        raise ExperimentError(f"{path}: 'models' must map architectures ({', '.join(_ARCHITECTURES)}) "
-                              "to their settings")
-    names = set()
-    for arch, settings in models.items():
-        where = f"{path}: models.{arch}"
-        if arch not in _ARCHITECTURES:
-            raise ExperimentError(f"{where}: unknown architecture; expected one of {', '.join(_ARCHITECTURES)}")
-        if not isinstance(settings, dict):
-            raise ExperimentError(f"{where}: expected a mapping")
-        unknown = set(settings) - set(_ARCHITECTURES[arch]) - {"replicates"}
-        if unknown:
-            raise ExperimentError(f"{where}: unknown key(s) {sorted(unknown)}; "
-                                  f"expected replicates and some of {sorted(_ARCHITECTURES[arch])}")
-        replicates = settings.get("replicates")
-        if not isinstance(replicates, dict) or not replicates:
-            raise ExperimentError(f"{where}.replicates must map model names to seeds")
-        for name, seed in replicates.items():
-            if not isinstance(name, str) or not _MODEL_NAME.fullmatch(name) or name in names:
-                raise ExperimentError(f"{where}.replicates: model name {name!r} must be unique and "
-                                      "made of letters, digits, _ and -")
-            if not _is_int(seed, 0):
-                raise ExperimentError(f"{where}.replicates.{name}: the seed must be an integer >= 0")
-            names.add(name)
-        for key, default in _ARCHITECTURES[arch].items():
-            settings.setdefault(key, default)
-        _check_architecture(arch, settings, where)
+def _inside_project(target: Path, key: str, settings: ExperimentSettings, project_root: Path) -> None:
+    if settings.allow_outside_project:
+        return
+    resolved, root = target.resolve(), project_root.resolve()
+    if resolved != root and root not in resolved.parents:
+        raise ValueError(f"{key} {str(getattr(settings, key, None) or target)!r} is outside the project folder {root}; "
+                         f"set allow_outside_project: true if that is what you want")
 
 
-def _check_architecture(arch: str, settings: dict, where: str) -> None:
-    if arch in ("inception_v3", "densenet121"):
-        weights = settings["weights"]
-        if weights is not None and not isinstance(weights, str):
-            raise ExperimentError(f"{where}.weights must be null (random init), 'imagenet' or a file path")
-    elif arch == "unet":
-        for key in ("depth", "width"):
-            if not _is_int(settings[key], 1):
-                raise ExperimentError(f"{where}.{key} must be a positive integer, got {settings[key]!r}")
-    else:
-        backbone, levels = settings["backbone"], settings["levels"]
-        if not isinstance(backbone, (str, dict)):
-            raise ExperimentError(f"{where}.backbone must be a keras_hub ResNet preset name or a "
-                                  "mapping of keras_hub.models.ResNetBackbone arguments")
-        if (not isinstance(levels, list) or len(levels) != 2 or not all(_is_int(v, 2) for v in levels)
-                or levels[0] > levels[1]):
-            raise ExperimentError(f"{where}.levels must be [min, max] feature-pyramid levels, got {levels!r}")
-        if not _is_int(settings["head_convs"], 0) or not _is_int(settings["max_detections"], 1):
-            raise ExperimentError(f"{where}: head_convs must be an integer >= 0 and max_detections >= 1")
-        if not _is_number(settings["score_threshold"], 0.0, 1.0):
-            raise ExperimentError(f"{where}.score_threshold must be in [0, 1]")
+def _check_saliency_parameters(saliency: Saliency) -> None:
+    """Each override names a parameter of its method with a valid value (the presets' checks)."""
+    from repro.saliency.params import resolve_params
+    for method, params in saliency.overrides.items():
+        try:
+            resolve_params(method, saliency.preset, **params)
+        except ValueError as err:
+            raise ValueError(f"saliency.overrides.{method}: {err}") from None
 
 
-def _validate_train(train, models: dict, path: Path) -> None:
-    if not isinstance(train, dict):
-        raise ExperimentError(f"{path}: a 'train' section is required with 'models' "
-                              f"(keys {sorted(_TRAIN_KEYS)}, plus per-architecture overrides)")
-    for key, value in train.items():
-        if key in _ARCHITECTURES:
-            if not isinstance(value, dict) or set(value) - _TRAIN_KEYS:
-                raise ExperimentError(f"{path}: train.{key} must be a mapping of some of {sorted(_TRAIN_KEYS)}")
-        elif key not in _TRAIN_KEYS:
-            raise ExperimentError(f"{path}: unknown key train.{key}; expected some of {sorted(_TRAIN_KEYS)} "
-                                  f"or an architecture name")
-    for key, default in _TRAIN_DEFAULTS.items():
-        train.setdefault(key, default)
-    for arch in models:
-        _check_train(_train_settings(train, arch), f"{path}: train (for {arch})")
+def resolved_parameters(saliency: Saliency) -> dict[str, dict]:
+    """Every selected method's parameters: the preset's, updated with the overrides."""
+    from repro.saliency.params import resolve_params
+    return {m: resolve_params(m, saliency.preset, **saliency.overrides.get(m, {})) for m in saliency.methods}
 
 
-def _train_settings(train: dict, arch: str) -> dict:
-    return {**{k: v for k, v in train.items() if k in _TRAIN_KEYS}, **train.get(arch, {})}
+def _experiment_path(name_or_path: str | Path) -> Path:
+    path = Path(name_or_path)
+    if path.suffix in (".yaml", ".yml"):
+        if not path.is_file():
+            raise ExperimentError(f"experiment file not found: {path}")
+        return path
+    path = EXPERIMENTS_DIR / f"{name_or_path}.yaml"
+    if not path.is_file():
+        raise ExperimentError(f"unknown experiment {str(name_or_path)!r}; known: "
+                              f"{', '.join(list_experiments())} (or give a path to a YAML file)")
+    return path
 
 
-def _check_train(settings: dict, where: str) -> None:
-    missing = [key for key in _TRAIN_REQUIRED if key not in settings]
-    if missing:
-        raise ExperimentError(f"{where}: missing {missing}")
-    for key, low in (("epochs", 1), ("batch_size", 1), ("patience", 1)):
-        if not _is_int(settings[key], low):
-            raise ExperimentError(f"{where}: {key} must be an integer >= {low}, got {settings[key]!r}")
-    if not _is_number(settings["learning_rate"], 0.0, 1.0) or settings["learning_rate"] == 0:
-        raise ExperimentError(f"{where}: learning_rate must be in (0, 1], got {settings['learning_rate']!r}")
-    momentum = settings["bn_momentum"]
-    if momentum is not None and not _is_number(momentum, 0.0, 1.0):
-        raise ExperimentError(f"{where}: bn_momentum must be null (keep the architecture's) or in [0, 1]")
-    augment, recalibration = settings["augment"], settings["recalibration"]
-    if (not isinstance(augment, dict) or set(augment) != {"flip", "shift"}
-            or not isinstance(augment["flip"], bool) or not _is_number(augment["shift"], 0.0, 0.25)):
-        raise ExperimentError(f"{where}: augment must be {{flip: true/false, shift: fraction of the "
-                              f"image in [0, 0.25]}}, got {augment!r}")
-    if (not isinstance(recalibration, dict) or set(recalibration) != {"batches", "batch_size"}
-            or not all(_is_int(v, 1) for v in recalibration.values())):
-        raise ExperimentError(f"{where}: recalibration must be {{batches: n, batch_size: n}}, "
-                              f"got {recalibration!r}")
-    if not isinstance(settings["eager"], bool):
-        raise ExperimentError(f"{where}: eager must be true or false")
+def _apply_override(raw: dict, override: str, path: Path) -> None:
+    """`a.b.c=value`: set raw[a][b][c] to the value read as YAML (so 5 is a number, [x, y] a list)."""
+    key, sep, text = override.partition("=")
+    if not sep or not key.strip():
+        raise ExperimentError(f"--set {override!r}: expected KEY.PATH=VALUE, e.g. evaluation.utility_images=10")
+    try:
+        value = yaml.safe_load(text)
+    except yaml.YAMLError as err:
+        raise ExperimentError(f"--set {override!r}: the value is not valid YAML ({_one_line(err)})") from None
+    parts = key.strip().split(".")
+    node = raw
+    for i, part in enumerate(parts[:-1]):
+        child = node.get(part)
+        if child is None:
+            child = node[part] = {}
+        if not isinstance(child, dict):
+            raise ExperimentError(f"--set {override!r}: {'.'.join(parts[:i + 1])} is not a section")
+        node = child
+    node[parts[-1]] = value
 
 
-def _is_int(value, low: int) -> bool:
-    return isinstance(value, int) and not isinstance(value, bool) and value >= low
+def _validation_message(error: ValidationError, path: Path) -> str:
+    lines = []
+    for item in error.errors():
+        location = _location(item["loc"])
+        if item["type"] == "extra_forbidden":
+            lines.append(f"unknown key {location}{_suggestion(item['loc'])}")
+        elif item["type"] == "missing":
+            lines.append(f"{location}: required but missing")
+        else:
+            lines.append(f"{location}: {item['msg'][0].lower()}{item['msg'][1:]}, got {item.get('input')!r}"
+                         if location else item["msg"].removeprefix("Value error, "))
+    unique = list(dict.fromkeys(lines))
+    # A union reports one error per member; the first says enough.
+    return f"{path}: " + "; ".join(line.replace("Value error, ", "") for line in unique[:3]) + (
+        f" (and {len(unique) - 3} more)" if len(unique) > 3 else "")
 
 
-def _is_number(value, low: float, high: float) -> bool:
-    return isinstance(value, (int, float)) and not isinstance(value, bool) and low <= value <= high
+def _location(loc: tuple) -> str:
+    """('saliency', 'overrides', 'SG', 'nsamples') -> saliency.overrides.SG.nsamples; the
+    union-member tags pydantic appends ('literal[...]', 'int', 'SplitFractions') are dropped."""
+    parts = []
+    for part in loc:
+        if isinstance(part, int):
+            parts.append(f"[{part}]")
+        elif re.match(r"^(literal\[|function-|[A-Z]\w*$|int$|str$|float$|bool$|list\[|dict\[|nullable)", part):
+            continue
+        else:
+            parts.append(("." if parts else "") + part)
+    return "".join(parts)
+
+
+def _suggestion(loc: tuple) -> str:
+    """'; did you mean X?' for a misspelt key, from the valid keys at that place of the schema."""
+    model, valid = ExperimentSettings, None
+    for part in loc[:-1]:
+        if isinstance(part, int) or model is None:
+            return ""
+        field = model.model_fields.get(part)
+        model = _section_type(field.annotation) if field else None
+    if model is not None:
+        valid = list(model.model_fields)
+    matches = difflib.get_close_matches(str(loc[-1]), valid or [], n=1, cutoff=0.6)
+    if matches:
+        return f"; did you mean {'.'.join(map(str, loc[:-1] + (matches[0],)))}?"
+    return f"; valid keys here: {', '.join(valid)}" if valid else ""
+
+
+def _section_type(annotation):
+    """The _Section class inside an annotation such as Optional[Models]."""
+    if isinstance(annotation, type) and issubclass(annotation, BaseModel):
+        return annotation
+    for arg in getattr(annotation, "__args__", ()):
+        found = _section_type(arg)
+        if found is not None:
+            return found
+    return None
+
+
+def _one_line(error: Exception) -> str:
+    return " ".join(str(error).split())
+
+
+# --- what `repro config` prints -------------------------------------------------------------------
+
+def resolved_config(experiment: Experiment) -> dict:
+    """The experiment as it will run: every setting with its default filled in, plus what the
+    settings imply (each method's parameters, the models' roles, the image selection rules)."""
+    settings = experiment.settings
+    evaluation = settings.evaluation
+    roles = experiment.roles
+    utility = ("all positive test images" if evaluation.utility_images == "all"
+               else f"the first {evaluation.utility_images} positive test images in test-list order")
+    sample = (f"a sample of {evaluation.ssim_images} positive test images (all of them when there are "
+              f"fewer): Python random.seed({evaluation.sample_seed}), random.shuffle of the positive "
+              "test images in test-list order, the first ones kept (the authors' create_maps rule)")
+    curves = ("every image of that sample" if evaluation.curve_images == "all"
+              else f"the first {evaluation.curve_images} images of that sample")
+    return {
+        **settings.model_dump(mode="json"),
+        "resolved": {
+            "run_dir": str(experiment.layout.root),
+            "experiment_hash": experiment.fingerprint,
+            "saliency_parameters": resolved_parameters(settings.saliency),
+            "models": {name: {"arch": spec.arch, **({"seed": spec.seed} if spec.seed is not None else {}),
+                              **({"file": str(spec.file)} if spec.file else {})}
+                       for name, spec in experiment.models.items()},
+            "roles": {
+                "replicates": list(roles.replicates),
+                "utility": roles.replicates[0] if roles.replicates else None,
+                "cascading_randomization": list(roles.replicates),
+                "repeatability": list(roles.repeatability) if roles.repeatability else "not measured",
+                "reproducibility": list(roles.reproducibility) if roles.reproducibility else "not measured",
+                "localizers": {d: list(experiment.localizers(d)) or "not measured" for d in experiment.datasets},
+            },
+            "images": {"utility": utility, "randomization_repeatability_reproducibility": sample,
+                       "intermediate_cascade_states": curves},
+            "cascade_states": list(INCEPTION_STATES),
+        },
+    }

@@ -1,10 +1,17 @@
-"""Atomic file writing: every artifact appears whole or not at all (temp file + rename)."""
+"""Files: atomic writes (every artifact appears whole or not at all: temp file + rename),
+content fingerprints, and the run-directory lock."""
 from __future__ import annotations
 
 import contextlib
+import fcntl
+import hashlib
 import json
 import os
+import shutil
+import socket
+import sys
 import tempfile
+import time
 from pathlib import Path
 from typing import Iterator
 
@@ -27,6 +34,12 @@ def atomic_path(path: str | os.PathLike) -> Iterator[Path]:
         yield tmp
         os.chmod(tmp, 0o666 & ~_UMASK)  # mkstemp makes 0600 files; give artifacts the usual mode
         os.replace(tmp, path)
+    except OSError as err:
+        # A full disk surfaces as ENOSPC or as a library's "N requested and M written": say which
+        # file, and how much room is left.
+        free = shutil.disk_usage(path.parent).free / 1e9
+        raise OSError(f"{path}: could not be written ({' '.join(str(err).split())}); {free:.1f} GB free "
+                      f"on its file system") from None
     finally:
         if tmp.exists():
             tmp.unlink()
@@ -62,3 +75,60 @@ def _json_default(value):
     if isinstance(value, Path):
         return str(value)
     raise TypeError(f"not JSON serialisable: {type(value).__name__}")
+
+
+def sha256_file(path: str | os.PathLike) -> str:
+    digest = hashlib.sha256()
+    with open(path, "rb") as handle:
+        for block in iter(lambda: handle.read(1 << 20), b""):
+            digest.update(block)
+    return digest.hexdigest()
+
+
+def fingerprint(value) -> str:
+    """SHA-256 of a JSON-able value (keys sorted): what an artifact was made from, as one string."""
+    text = json.dumps(value, sort_keys=True, default=_json_default, separators=(",", ":"))
+    return hashlib.sha256(text.encode()).hexdigest()
+
+
+class RunLockedError(OSError):
+    """Another process holds the run directory; the message names it."""
+
+
+class RunLock:
+    """An exclusive lock on a run directory, held while a run writes into it.
+
+    flock on <run_dir>/.lock: the operating system releases it when the holder exits, so a lock
+    left by a killed run never blocks the next one. The file records who holds it (pid, host,
+    command, start time), for the message a second run gets.
+    """
+
+    def __init__(self, path: str | os.PathLike):
+        self.path = Path(path)
+        self._handle = None
+
+    def __enter__(self) -> "RunLock":
+        self.path.parent.mkdir(parents=True, exist_ok=True)
+        handle = open(self.path, "a+")
+        try:
+            fcntl.flock(handle, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
+            handle.seek(0)
+            holder = handle.read().strip() or "another process"
+            handle.close()
+            raise RunLockedError(f"{self.path.parent} is in use by {holder}; wait for it to finish "
+                                 "or use another --run-dir") from None
+        handle.seek(0)
+        handle.truncate()
+        handle.write(f"pid {os.getpid()} on {socket.gethostname()} since "
+                     f"{time.strftime('%Y-%m-%d %H:%M:%S')} ({' '.join(sys.argv[:4])})\n")
+        handle.flush()
+        self._handle = handle
+        return self
+
+    def __exit__(self, *exc) -> None:
+        if self._handle is not None:
+            self._handle.truncate(0)
+            fcntl.flock(self._handle, fcntl.LOCK_UN)
+            self._handle.close()
+            self._handle = None

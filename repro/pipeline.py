@@ -1,15 +1,16 @@
 """The stages of `repro all`, each reusing what an earlier (possibly killed) run finished.
 
-data (phantoms made if needed, arrays cached) -> train (finished models kept) -> maps and scores
-(maps stored one by one) -> tables -> figures -> grade. Scores, tables, figures and the grade are
-recomputed from the stored maps every time: cheap, and identical for identical maps.
-Stages that need TensorFlow import it inside the function, so that `repro data ...` starts fast.
+data (phantoms made if needed, arrays cached) -> train (finished models kept, stale ones retrained)
+-> maps (stored one by one, checked on read) -> scores -> statistics (cells, verdict stability)
+-> tables, figures, grade -> provenance, publish. Scores and everything after them are recomputed
+from the stored maps every time: cheap, and identical for identical maps. Each stage takes the
+experiment's typed settings and the run layout; none reads the experiment file itself.
+Stages that need TensorFlow import it inside the function, so that light commands start fast.
 """
 from __future__ import annotations
 
+import json
 import logging
-import os
-import time
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -17,228 +18,377 @@ import numpy as np
 import pandas as pd
 
 from repro.data.dataset import Dataset
-from repro.data.prepare import prepare_data
-from repro.experiments import Experiment, load_experiment
-from repro.io import write_bytes, write_json, write_text
+from repro.data.prepare import data_sources, prepare_data
+from repro.evaluation.plan import LOCALIZER, MapTask, map_tasks, needed_maps
+from repro.evaluation.scoring import SCORE_COLUMNS, TruthFor, score_dataset
+from repro.evaluation.selection import ImageSelection, indices_of, select_images
+from repro.execution import InProcess, executor_for
+from repro.experiments import REPOSITORY, Experiment, resolved_config, resolved_parameters
+from repro.io import RunLock, write_bytes, write_json, write_text
+from repro.protocol import CONTROLS, INCEPTION_STATES
+from repro.provenance import StageClock, provenance_record
+from repro.report.summary import RunReport, check_controls, report_markdown
+from repro.statistics.cells import ModelChoice, pair_label, result_cells
+from repro.statistics.stability import verdict_stability
 
 log = logging.getLogger(__name__)
 
-
-def results_dir(experiment: Experiment) -> Path:
-    return experiment.run_dir / "results"
-
-
-def evaluate(experiment: Experiment, datasets: dict[str, Dataset], *, progress: bool = True) -> pd.DataFrame:
-    """Per-image scores of the four tests for every data set: results/scores.csv, degenerate.json."""
-    from repro.evaluation.run import evaluate_dataset
-
-    frames, degenerate = [], {}
-    for name, dataset in datasets.items():
-        frame, degenerate[name] = evaluate_dataset(experiment, dataset, progress=progress)
-        frames.append(frame)
-    scores = pd.concat(frames, ignore_index=True)
-    out = results_dir(experiment)
-    write_text(out / "scores.csv", scores.to_csv(index=False))
-    write_json(out / "degenerate.json", {name: vars(counts) for name, counts in degenerate.items()})
-    return scores
-
-
-def read_scores(experiment: Experiment) -> pd.DataFrame:
-    path = results_dir(experiment) / "scores.csv"
-    if not path.is_file():
-        raise FileNotFoundError(f"{path}: no scores yet (run: repro all --experiment {experiment.name})")
-    return pd.read_csv(path, dtype={"image": str})
-
-
-def read_cells(experiment: Experiment) -> pd.DataFrame:
-    """The run's cells.csv (Tables 2-4 in the published schema), as make_tables wrote it."""
-    path = results_dir(experiment) / "cells.csv"
-    if not path.is_file():
-        raise FileNotFoundError(f"{path}: no tables yet (run: repro all --experiment {experiment.name})")
-    return pd.read_csv(path, dtype={"p": str, "verdict": str}, keep_default_na=False,
-                       na_values={"mean": [""], "sd": [""]})
-
-
-def make_tables(experiment: Experiment, scores: pd.DataFrame, tables=(2, 3, 4)) -> pd.DataFrame:
-    """Tables 2-4 (CSV, Markdown, LaTeX) and every cell in the published schema (cells.csv)."""
-    from repro.report.tables import result_cells, write_table
-
-    controls = [c for c in ("EDGE", "ORACLE") if c in set(scores["group"])]
-    cells = pd.concat([result_cells(scores, dataset, controls=tuple(
-        c for c in controls if c in set(scores.loc[scores.dataset == dataset, "group"])))
-        for dataset in dict.fromkeys(scores["dataset"])], ignore_index=True)
-    out = results_dir(experiment)
-    write_text(out / "cells.csv", cells.to_csv(index=False))
-    for table in tables:
-        write_table(cells, table, out)
-    return cells
-
-
-def check_controls(cells: pd.DataFrame) -> list[str]:
-    """What the harness controls must show; each problem is one line (empty when all is well)."""
-    problems = []
-    for dataset in dict.fromkeys(cells["dataset"]):
-        mine = cells[cells["dataset"] == dataset]
-
-        def verdict(method, column):  # Table 3: AUPRC, the paper's utility metric
-            row = mine[(mine.table == 3) & (mine.method == method) & (mine.column == column)]
-            return row["verdict"].iloc[0] if len(row) else None
-
-        edge = verdict("EDGE", "P_Randomization")
-        if edge is not None and edge != "did not pass":
-            problems.append(f"{dataset}: the EDGE control (ignores the model) should FAIL the randomization "
-                            f"test, but its verdict is '{edge}'")
-        oracle = verdict("ORACLE", "P_AVG")
-        if oracle is not None and oracle != "pass":
-            problems.append(f"{dataset}: the ORACLE control (the true evidence) should beat AVG on utility, "
-                            f"but its verdict is '{oracle}'")
-    return problems
-
-
-def make_figures(experiment: Experiment, scores: pd.DataFrame, datasets: dict[str, Dataset],
-                 figures=(2, 3, 4)) -> list[Path]:
-    """Figures 2-4 (PNG and PDF) with example maps read from the map store."""
-    from repro.report.figures import figure2, figure3, figure4, save_figure
-
-    examples = {name: _examples(experiment, scores, dataset) for name, dataset in datasets.items()}
-    makers = {
-        2: lambda: figure2(scores, {n: e["utility"] for n, e in examples.items()}),
-        3: lambda: figure3(scores, examples.get("rsna", next(iter(examples.values())))["cascade"]),
-        4: lambda: figure4(scores, {n: e["similarity"] for n, e in examples.items()}),
-    }
-    paths = []
-    for number in figures:
-        paths += save_figure(makers[number](), results_dir(experiment), f"figure{number}")
-    return paths
-
-
-def _examples(experiment: Experiment, scores: pd.DataFrame, dataset: Dataset) -> dict:
-    """Example panels for one data set: the test image with the median XRAI AUPRC."""
-    from repro.evaluation.run import evaluation_settings, saliency_settings
-    from repro.models import STATES
-    from repro.report.figures import Example
-    from repro.saliency.store import MapStore
-
-    settings, methods = evaluation_settings(experiment), saliency_settings(experiment)["methods"]
-    utility = scores[(scores.dataset == dataset.name) & (scores.test == "utility") & (scores.metric == "auprc")
-                     & (scores.state == "trained")]
-    xrai = utility[utility.group == "XRAI"].sort_values("score", kind="stable")
-    image_id = xrai["image"].iloc[len(xrai) // 2]
-    index = int(np.flatnonzero(dataset.ids == image_id)[0])
-    store = MapStore(experiment.run_dir / "maps" / dataset.name)
-
-    def row(key):
-        return {m: store.get(key, m, image_id) for m in methods}
-
-    r1, r2, other = settings["replicate_1"], settings["replicate_2"], settings["other_architecture"]
-    mine = utility[utility.image == image_id].set_index("group")["score"]
-    image, mask = dataset.images[index], dataset.masks[index]
-    return {
-        "utility": Example(image, mask, {"InceptionV3": row(f"{r1}.original")},
-                           {"InceptionV3": {m: float(mine[m]) for m in methods}}),
-        "cascade": Example(image, mask, {state: row(f"{r1}.{state}") for state in STATES}),
-        "similarity": Example(image, mask, {"InceptionV3 r1": row(f"{r1}.original"),
-                                            "InceptionV3 r2": row(f"{r2}.original"),
-                                            "DenseNet121": row(f"{other}.original")}),
-    }
-
-
-def make_grade(experiment: Experiment, cells: pd.DataFrame) -> dict:
-    from repro.report.grade import write_grade
-    return write_grade(cells, results_dir(experiment))
-
-
-def headline(cells: pd.DataFrame) -> str:
-    """One line per data set and method: the verdicts of the four tests."""
-    columns = {"utility vs AVG": (3, "P_AVG"), "randomization": (3, "P_Randomization"),
-               "repeatability vs 0.5": (4, "P_Repeat_Low"), "reproducibility vs 0.5": (4, "P_Reprod_Low")}
-    lines = []
-    for dataset in dict.fromkeys(cells["dataset"]):
-        mine = cells[cells["dataset"] == dataset]
-        lines.append(f"{dataset}: " + " | ".join(columns))
-        for method in dict.fromkeys(mine.loc[mine.column == "P_AVG", "method"]):
-            verdicts = []
-            for table, column in columns.values():
-                row = mine[(mine.table == table) & (mine.method == method) & (mine.column == column)]
-                verdicts.append(row["verdict"].iloc[0] if len(row) else "-")
-            lines.append(f"  {method:<7}" + " | ".join(f"{v:<12}" for v in verdicts))
-    return "\n".join(lines)
-
-
 @dataclass
-class RunResult:
-    experiment: Experiment
-    cells: pd.DataFrame
-    grade: dict
-    control_problems: list[str]
-    seconds: float
+class MapPlan:
+    """One data set's image selection and the maps the tests need, with their fingerprints."""
+    selection: ImageSelection
+    tasks: list[MapTask]
+    states: dict[str, tuple[str, ...]]
+    localizers: tuple[str, ...]
+
+    def fingerprint(self, model: str, state: str, method: str) -> str:
+        for task in self.tasks:
+            if task.key == (model, state, method):
+                return task.fingerprint
+        raise KeyError(f"no maps planned for {model} / {state} / {method}")
 
 
-def run_all(experiment: Experiment, *, progress: bool = True) -> RunResult:
-    """Every stage, in order; each reuses what an earlier run finished."""
+# --- stages ---------------------------------------------------------------------------------------
+
+def stage_data(experiment: Experiment, *, progress: bool = True) -> dict[str, Dataset]:
+    """The data sets at model resolution, a summary of each and a preview grid."""
     from repro.data.preview import preview_grid
     from repro.data.summary import format_summary, summarize
-    from repro.models import train_experiment
-
-    started = time.perf_counter()
-
-    def stage(name: str) -> None:
-        if progress:
-            print(f"[{name}] {time.perf_counter() - started:.0f} s", flush=True)
-
-    stage(f"data: experiment {experiment.name}, run directory {experiment.run_dir}")
     datasets = prepare_data(experiment, progress=progress)
     summaries = {name: summarize(dataset) for name, dataset in datasets.items()}
-    write_json(experiment.run_dir / "data-summary.json", summaries)
+    write_json(experiment.layout.data_summary, summaries)
     for name, dataset in datasets.items():
         if progress:
             print(format_summary(summaries[name]))
-        preview_grid(dataset, experiment.run_dir / "previews" / f"{name}.png")
-    stage("train")
-    train_experiment(experiment, progress=progress)
-    stage("maps and scores")
-    scores = evaluate(experiment, datasets, progress=progress)
-    stage("tables")
-    cells = make_tables(experiment, scores)
-    stage("figures")
-    make_figures(experiment, scores, datasets)
-    stage("grade")
-    report = make_grade(experiment, cells)
+        preview_grid(dataset, experiment.layout.preview(name))
+    return datasets
+
+
+def train_jobs(experiment: Experiment, *, only: str | None = None) -> list[tuple[str, str]]:
+    """(data set, model) for every model the kit trains, in file order."""
+    models = experiment.models
+    if only is not None and only not in models:
+        raise ValueError(f"unknown model {only!r}; experiment {experiment.name} has {', '.join(models)}")
+    return [(dataset, name) for dataset, spec in experiment.datasets.items() for name, model in models.items()
+            if model.file is None and model.applies_to(spec) and (only is None or name == only)]
+
+
+def train_context(experiment: Experiment):
+    from repro.models.training import TrainContext
+    archs = {spec.arch for spec in experiment.models.values() if spec.file is None}
+    runtime = experiment.settings.runtime
+    return TrainContext(experiment.layout, data_sources(experiment), experiment.models,
+                        {arch: experiment.train_settings(arch) for arch in archs},
+                        runtime.deterministic, runtime.threads)
+
+
+def check_model_files(experiment: Experiment) -> None:
+    """Load each of the user's model files once before any work: a wrong input size, an output
+    that is not (N, classes), or probabilities without a softmax / sigmoid to trace back to their
+    logits is an error naming the file, not a failure hours into the maps."""
+    from repro.models.files import load_file_model
+    for spec in experiment.models.values():
+        if spec.file is not None:
+            load_file_model(spec, experiment.settings.data.input_size)
+
+
+def stage_train(experiment: Experiment, executor, *, only: str | None = None, progress: bool = True) -> list[dict]:
+    check_model_files(experiment)
+    jobs = train_jobs(experiment, only=only)
+    if not jobs:
+        return []
+    return executor.train(train_context(experiment), jobs, progress=progress)
+
+
+def model_summary(records: list[dict]) -> dict:
+    """Each trained model's validation and test scores (results/models.json; no times, so that a
+    rerun writes the same bytes)."""
+    keep = ("arch", "monitor", "val", "test", "epochs", "best_epoch")
+    return {f"{r['dataset']}/{r['model']}": {k: r[k] for k in keep} for r in records}
+
+
+def plan_maps(experiment: Experiment, dataset: Dataset, *, methods=None, states=None) -> MapPlan:
+    """What the tests need of one data set: selection, chunks of maps, fingerprints."""
+    from repro.models.training import finished_record, load_trained_model, model_fingerprint
+    roles, models = experiment.roles, experiment.models
+    if not roles.replicates:
+        raise ValueError(f"{experiment.path}: no classifier to explain: the experiment needs models")
+    selection = select_images(dataset, experiment.settings.evaluation)
+    localizers = experiment.localizers(dataset.name)
+    involved = {*roles.replicates, *localizers, *(m for p in (roles.repeatability, roles.reproducibility)
+                                                  for m in (p or ()))}
+    fingerprints, cascade_states = {}, {}
+    for name in involved:
+        spec = models[name]
+        if spec.file is not None:
+            fingerprints[name] = model_fingerprint(spec, None, dataset)
+        else:
+            wanted = model_fingerprint(spec, experiment.train_settings(spec.arch), dataset)
+            if finished_record(experiment.layout, dataset.name, name, wanted) is None:
+                raise FileNotFoundError(f"{dataset.name}/{name} is not trained for these settings "
+                                        f"(run: {experiment.command('train')})")
+            fingerprints[name] = wanted
+    cascade = experiment.settings.evaluation.cascade
+    for name in roles.replicates:
+        spec = models[name]
+        if spec.arch == "inception_v3":
+            cascade_states[name] = INCEPTION_STATES
+        else:
+            from repro.models.cascade import states_of
+            cascade_states[name] = states_of(load_trained_model(experiment.layout, dataset.name, spec, size=dataset.size),
+                                             groups=cascade.groups)
+    needed = needed_maps(selection, roles, cascade_states, localizers)
+    saliency = experiment.settings.saliency
+    params = resolved_parameters(saliency)
+    tasks = map_tasks(dataset.name, needed, localizers, fingerprints, params, saliency, cascade)
+    if methods is not None:
+        tasks = [t for t in tasks if t.method in methods or t.method == LOCALIZER]
+    if states is not None:
+        tasks = [t for t in tasks if t.state in states]
+    return MapPlan(selection, tasks, cascade_states, localizers)
+
+
+def map_context(experiment: Experiment):
+    from repro.evaluation.maps import MapContext
+    settings = experiment.settings
+    return MapContext(experiment.layout, data_sources(experiment), experiment.models, settings.saliency,
+                      resolved_parameters(settings.saliency), settings.evaluation.cascade, settings.runtime)
+
+
+def stage_maps(experiment: Experiment, datasets: dict[str, Dataset], executor, *, methods=None, states=None,
+               progress: bool = True) -> dict[str, MapPlan]:
+    plans = {name: plan_maps(experiment, dataset, methods=methods, states=states)
+             for name, dataset in datasets.items()}
+    executor.maps(map_context(experiment), [t for plan in plans.values() for t in plan.tasks], progress=progress)
+    return plans
+
+
+def stage_scores(experiment: Experiment, datasets: dict[str, Dataset], plans: dict[str, MapPlan]) -> pd.DataFrame:
+    """Per-image scores of the four tests: results/scores.csv, images.csv, degenerate.json."""
+    from repro.saliency.store import MapStore
+    layout, settings = experiment.layout, experiment.settings
+    frames, images, degenerate = [], [], {}
+    for name, dataset in datasets.items():
+        plan = plans[name]
+        store = MapStore(layout.maps_dir(name))
+
+        def maps(model, state, method, ids, plan=plan, store=store):
+            return store.stack(model, state, method, ids, plan.fingerprint(model, state, method))
+
+        frame, counts = score_dataset(experiment.datasets[name], plan.selection, _truth(dataset, plan.selection),
+                                      maps, roles=experiment.roles, states=plan.states,
+                                      localizers=plan.localizers, methods=settings.saliency.methods,
+                                      evaluation=settings.evaluation)
+        frames.append(frame)
+        images.append(plan.selection.frame(name))
+        dropped = frame[frame["score"].isna()].groupby(["test", "metric", "group", "model", "state"]).size()
+        degenerate[name] = {"empty_masks": counts.empty_masks, "degenerate_maps": counts.maps,
+                            "dropped_scores": {" / ".join(k): int(v) for k, v in dropped.items()}}
+    scores = pd.concat(frames, ignore_index=True)[SCORE_COLUMNS]
+    write_text(layout.result("scores.csv"), scores.to_csv(index=False))
+    write_text(layout.result("images.csv"), pd.concat(images).to_csv(index=False))
+    write_json(layout.result("degenerate.json"), degenerate)
+    return scores
+
+
+def _truth(dataset: Dataset, selection: ImageSelection) -> TruthFor:
+    from repro.evaluation.scores import average_mask
+    rows = indices_of(dataset, selection.all)
+    ids = list(selection.all)
+    fit = np.concatenate([dataset.indices("train"), dataset.indices("val")])
+    return TruthFor(masks=dict(zip(ids, dataset.masks[rows])), images=dict(zip(ids, dataset.pixels(rows))),
+                    evidence=None if dataset.evidence is None else dict(zip(ids, dataset.evidence[rows])),
+                    average_mask=average_mask(dataset.masks[fit]))
+
+
+def main_choice(experiment: Experiment, dataset: str) -> ModelChoice:
+    """The paper's choice of models for the cells."""
+    roles, localizers = experiment.roles, experiment.localizers(dataset)
+    return ModelChoice(
+        utility=roles.replicates[0], replicates=roles.replicates,
+        repeatability=pair_label(*roles.repeatability) if roles.repeatability else None,
+        reproducibility=pair_label(*roles.reproducibility) if roles.reproducibility else None,
+        localizer=localizers[0] if localizers else None,
+        localizer_pair=pair_label(*localizers[:2]) if len(localizers) >= 2 else None)
+
+
+def stage_statistics(experiment: Experiment, scores: pd.DataFrame, executor=None) -> pd.DataFrame:
+    """Every cell of Tables 2-4 with its verdict's stability: results/cells.csv."""
+    settings = experiment.settings
+    methods, form = settings.saliency.methods, settings.evaluation.randomization_cells
+    stability = settings.evaluation.stability
+    frames = []
+    for name, spec in experiment.datasets.items():
+        mine = scores[scores["dataset"] == name]
+        controls = tuple(c for c in CONTROLS if c in set(mine["group"]))
+        choice = main_choice(experiment, name)
+        cells = result_cells(mine, spec, choice, methods=methods, controls=controls, form=form)
+        if stability.resamples or len(choice.replicates) > 1:
+            firmness = verdict_stability(mine, cells, spec, choice, methods=methods, form=form,
+                                         resamples=stability.resamples, seed=stability.seed,
+                                         fragile_above=stability.fragile_above,
+                                         run_in_parallel=(executor or InProcess()).map)
+            cells = cells.merge(firmness, on=["table", "dataset", "method", "column"], how="left")
+        frames.append(cells)
+    cells = pd.concat(frames, ignore_index=True)
+    if "fragile" not in cells:
+        cells["fragile"] = False
+    cells["fragile"] = cells["fragile"].astype("boolean").fillna(False).astype(bool)
+    write_text(experiment.layout.result("cells.csv"), cells.to_csv(index=False))
+    return cells
+
+
+def stage_tables(experiment: Experiment, cells: pd.DataFrame, tables=(2, 3, 4)) -> list[Path]:
+    from repro.report.tables import write_table
+    paths = []
+    for table in tables:
+        paths += write_table(cells, table, experiment.layout.results_dir, datasets=experiment.datasets)
+    return paths
+
+
+def stage_figures(experiment: Experiment, scores: pd.DataFrame, cells: pd.DataFrame, datasets: dict[str, Dataset],
+                  plans: dict[str, MapPlan] | None = None, figures=(2, 3, 4)) -> list[Path]:
+    from repro.report.examples import examples_for
+    from repro.report.figures import FIGURES, save_figure
+    if plans is None:
+        plans = {name: plan_maps(experiment, dataset) for name, dataset in datasets.items()}
+    examples = {name: examples_for(experiment, scores, dataset, plans[name]) for name, dataset in datasets.items()}
+    paths = []
+    for number in figures:
+        figure = FIGURES[number](scores, cells, examples, datasets=experiment.datasets,
+                                 choices={name: main_choice(experiment, name) for name in datasets},
+                                 methods=experiment.settings.saliency.methods,
+                                 form=experiment.settings.evaluation.randomization_cells)
+        paths += save_figure(figure, experiment.layout.results_dir, f"figure{number}")
+    return paths
+
+
+def stage_grade(experiment: Experiment, cells: pd.DataFrame) -> dict | None:
+    """The fidelity grade, for the paper's own experiments (Kaggle data or the phantoms)."""
+    from repro.report.grade import write_grade
+    if experiment.settings.data.source == "folder" or not set(experiment.datasets) <= {"siim", "rsna"}:
+        return None
+    return write_grade(cells, experiment.layout.results_dir,
+                       randomization_form=experiment.settings.evaluation.randomization_cells)
+
+
+# --- the whole run --------------------------------------------------------------------------------
+
+def run_all(experiment: Experiment, *, progress: bool = True, cluster: str | None = None) -> RunReport:
+    """Every stage, in order, under the run directory's lock; each reuses what an earlier run finished."""
+    cluster = cluster if cluster is not None else experiment.settings.runtime.cluster
+    layout = experiment.layout
+    with RunLock(layout.lock_file):
+        clock = StageClock()
+        try:
+            return _run_stages(experiment, clock, cluster, progress)
+        finally:
+            clock.stop()
+
+
+def _run_stages(experiment: Experiment, clock: StageClock, cluster: str | None, progress: bool) -> RunReport:
+    layout = experiment.layout
+
+    def say(name: str) -> None:
+        if progress:
+            print(f"[{name}] {clock.seconds:.0f} s", flush=True)
+
+    write_json(layout.settings_file, resolved_config(experiment))
+    with clock.stage("data"):
+        say(f"data: experiment {experiment.name}, run directory {layout.root}")
+        datasets = stage_data(experiment, progress=progress)
+    with executor_for(cluster, experiment.settings.runtime, progress=progress) as executor:
+        with clock.stage("train"):
+            say(f"train ({executor.description})")
+            records = stage_train(experiment, executor, progress=progress)
+            write_json(layout.result("models.json"), model_summary(records))
+        with clock.stage("maps"):
+            say("maps")
+            plans = stage_maps(experiment, datasets, executor, progress=progress)
+        from repro.evaluation.maps import forget_resident
+        forget_resident()   # the driver's models and graphs are not needed past this point
+        with clock.stage("scores"):
+            say("scores")
+            scores = stage_scores(experiment, datasets, plans)
+        with clock.stage("statistics"):
+            say("statistics and verdict stability")
+            cells = stage_statistics(experiment, scores, executor)
+    with clock.stage("report"):
+        say("tables, figures, grade")
+        stage_tables(experiment, cells)
+        stage_figures(experiment, scores, cells, datasets, plans)
+        grade = stage_grade(experiment, cells)
+    report = RunReport(experiment, cells, grade, check_controls(cells))
+    write_text(layout.result("report.md"), report_markdown(report))
+    report.provenance = provenance_record(experiment, clock, cluster=cluster, repository=REPOSITORY)
+    write_json(layout.root / "provenance.json", report.provenance)
     publish(experiment)
-    return RunResult(experiment, cells, report, check_controls(cells), time.perf_counter() - started)
+    return report
 
 
-PUBLISHED_FILES = ("table2.md", "table3.md", "table4.md", "table2.csv", "table3.csv", "table4.csv",
-                   "cells.csv", "grade.md", "grade.json", "degenerate.json",
+PUBLISHED_FILES = ("report.md", "models.json", "table2.md", "table3.md", "table4.md", "table2.csv", "table3.csv", "table4.csv",
+                   "cells.csv", "grade.md", "grade.json", "degenerate.json", "images.csv",
                    "figure2.png", "figure3.png", "figure4.png", "figure2.pdf", "figure3.pdf", "figure4.pdf")
 
 
 def publish(experiment: Experiment) -> list[Path]:
-    """Copy the run's tables, figures and grade to the experiment's `publish_dir` (the demo: the
-    repository's figures/, so that a visitor sees results without running anything)."""
-    target = experiment.config.get("publish_dir")
-    if not target:
+    """Copy the run's tables, figures, grade and provenance to the experiment's publish_dir (the
+    demo: the repository's figures/, so that a visitor sees results without running anything)."""
+    target = experiment.publish_dir
+    if target is None:
         return []
-    target = Path(target)
-    if not target.is_absolute():
-        target = experiment.path.parent.parent / target   # relative to the repository root
     copied = []
-    for name in PUBLISHED_FILES:
-        source = results_dir(experiment) / name
+    sources = [experiment.layout.result(name) for name in PUBLISHED_FILES] + [experiment.layout.root / "provenance.json"]
+    for source in sources:
         if source.is_file():
-            copied.append(write_bytes(target / name, source.read_bytes()))
+            copied.append(write_bytes(target / source.name, source.read_bytes()))
+    if experiment.publish_readme is not None:
+        from repro.report.readme import update_readme
+        copied.append(update_readme(experiment.publish_readme, target))
     return copied
+
+
+def read_scores(experiment: Experiment) -> pd.DataFrame:
+    path = experiment.layout.result("scores.csv")
+    if not path.is_file():
+        raise FileNotFoundError(f"{path}: no scores yet (run: {experiment.command('all')})")
+    return pd.read_csv(path, dtype={"image": str, "model": str})
+
+
+def read_cells(experiment: Experiment) -> pd.DataFrame:
+    """The run's cells.csv (Tables 2-4 in the published schema, with n and stability)."""
+    path = experiment.layout.result("cells.csv")
+    if not path.is_file():
+        raise FileNotFoundError(f"{path}: no tables yet (run: {experiment.command('all')})")
+    cells = pd.read_csv(path, dtype={"p": str, "verdict": str, "form": str, "comparison": str},
+                        keep_default_na=False, na_values={c: [""] for c in ("mean", "sd", "bootstrap_agreement",
+                                                                           "replicate_agreement")})
+    cells["fragile"] = cells["fragile"].astype(str) == "True"
+    return cells
+
+
+def read_report(experiment: Experiment) -> RunReport:
+    """The report of the last finished run, from its files."""
+    cells = read_cells(experiment)
+    grade_path = experiment.layout.result("grade.json")
+    grade = json.loads(grade_path.read_text()) if grade_path.is_file() else None
+    provenance_path = experiment.layout.root / "provenance.json"
+    provenance = json.loads(provenance_path.read_text()) if provenance_path.is_file() else {}
+    return RunReport(experiment, cells, grade, check_controls(cells), provenance)
 
 
 def notebook_experiment() -> Experiment:
     """The run a walk-through notebook reads: $REPRO_EXPERIMENT (and $REPRO_RUN_DIR) when set,
     else the demo run when it has results, else the smoke run, made now if it has none (minutes)."""
+    import os
+
+    from repro.experiments import load_experiment
     if os.environ.get("REPRO_EXPERIMENT"):
         return load_experiment(os.environ["REPRO_EXPERIMENT"], run_dir=os.environ.get("REPRO_RUN_DIR"))
     demo = load_experiment("demo")
-    if (results_dir(demo) / "scores.csv").is_file():
+    if demo.layout.result("cells.csv").is_file():
         return demo
     smoke = load_experiment("smoke")
-    if not (results_dir(smoke) / "scores.csv").is_file():
+    if not smoke.layout.result("cells.csv").is_file():
         run_all(smoke, progress=False)
     return smoke

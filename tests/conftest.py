@@ -1,9 +1,13 @@
-"""Shared fixtures: tiny hand-made Kaggle layouts with known answers."""
+"""Shared fixtures: tiny hand-made Kaggle layouts with known answers.
+
+TensorFlow runs as the smoke experiment asks (one thread, op determinism) in the test process, so
+that an in-process run and a run on worker processes compute the same bits.
+"""
 from __future__ import annotations
 
-import os
+from repro.runtime import configure
 
-os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
+configure(deterministic=True, threads=1)
 
 import numpy as np  # noqa: E402
 import pytest  # noqa: E402
@@ -57,3 +61,26 @@ def rsna_root(tmp_path):
     (root / "stage_2_train_labels.csv").write_text("\n".join(labels) + "\n")
     (root / "stage_2_detailed_class_info.csv").write_text("\n".join(classes) + "\n")
     return root
+
+
+@pytest.fixture(scope="session")
+def smoke_run(tmp_path_factory):
+    """The README's main command on the smoke experiment, once per session, in this process.
+
+    Read-only for every test: a test that changes a run works on a copy (tests.helpers.copy_run)."""
+    import contextlib
+    import io
+    from types import SimpleNamespace
+
+    from repro import pipeline
+    from repro.cli import main
+    from repro.experiments import load_experiment
+    run_dir = tmp_path_factory.mktemp("smoke")
+    printed = io.StringIO()
+    with contextlib.redirect_stdout(printed):
+        code = main(["all", "--experiment", "smoke", "--run-dir", str(run_dir)])
+    assert code == 0, printed.getvalue()[-3000:]
+    experiment = load_experiment("smoke", run_dir=run_dir)
+    return SimpleNamespace(experiment=experiment, run_dir=run_dir, results=experiment.layout.results_dir,
+                           cells=pipeline.read_cells(experiment), printed=printed.getvalue())
+

@@ -1,6 +1,7 @@
 """The command line: --help everywhere, one-line errors, summary and preview on real layouts."""
 import subprocess
 import sys
+from pathlib import Path
 
 import pytest
 
@@ -64,3 +65,32 @@ def test_make_phantoms_command(tmp_path, capsys):
     assert not (tmp_path / "siim").exists()
     assert main(["data", "make-phantoms", "--out", str(tmp_path), "--n", "6", "--datasets", "ct"]) == 2
     assert "--datasets" in capsys.readouterr().err
+
+
+def test_python_dash_m_repro_works():
+    done = subprocess.run([sys.executable, "-m", "repro", "--help"], capture_output=True, text=True)
+    assert done.returncode == 0 and "usage: repro" in done.stdout and done.stderr == ""
+
+
+def test_a_wrong_scheduler_address_is_one_line(tmp_path):
+    done = run_cli("maps", "--experiment", "smoke", "--run-dir", str(tmp_path), "--cluster", "tcp://127.0.0.1:9")
+    assert done.returncode == 2 and len(done.stderr.strip().splitlines()) == 1, done.stderr[-2000:]
+    assert "--cluster tcp://127.0.0.1:9: cannot reach a Dask scheduler there" in done.stderr
+    done = run_cli("maps", "--experiment", "smoke", "--run-dir", str(tmp_path), "--cluster", "lcoal:2")
+    assert done.returncode == 2 and "expected local:N or a scheduler address" in done.stderr
+
+
+def test_hints_name_the_experiment_file_and_the_run_directory(tmp_path, capsys):
+    experiment = tmp_path / "mine.yaml"
+    experiment.write_text((Path(__file__).resolve().parents[1] / "experiments" / "smoke.yaml").read_text())
+    assert main(["table", "3", "--experiment", str(experiment), "--run-dir", str(tmp_path / "elsewhere")]) == 2
+    err = capsys.readouterr().err
+    assert f"(run: repro all --experiment {experiment} --run-dir {tmp_path / 'elsewhere'})" in err
+    assert main(["table", "3", "--experiment", "smoke", "--run-dir", str(tmp_path / "x")]) == 2
+    assert f"(run: repro all --experiment smoke --run-dir {tmp_path / 'x'})" in capsys.readouterr().err
+
+
+def test_maps_with_an_unknown_method_is_one_line(capsys):
+    assert main(["maps", "--experiment", "smoke", "--methods", "FOO"]) == 2
+    err = capsys.readouterr().err
+    assert "--methods: unknown ['FOO']" in err and len(err.strip().splitlines()) == 1

@@ -25,7 +25,7 @@ def test_siim_arrays(siim_root, tmp_path):
     root, masks = siim_root
     data = load_dataset("siim", root, 64, cache_dir=tmp_path / "cache", progress=False)
     assert list(data.ids) == ["img0", "img1", "img2", "img3"]
-    assert data.images.dtype == np.uint8 and data.images.shape == (4, 64, 64)
+    assert data.images.dtype == np.uint16 and data.images.shape == (4, 64, 64)
     np.testing.assert_array_equal(data.masks[3], masks["img3"])
     assert list(data.labels) == [0, 0, 1, 1]
     assert set(data.splits) <= {"train", "val", "test"}
@@ -71,7 +71,7 @@ def test_cache_invalidated_by_changed_dicom(siim_root, tmp_path, count_decodes):
     path = next(root.rglob("img0.dcm"))
     write_dicom(path, np.ones((64, 64)))
     reloaded = load_dataset("siim", root, 64, cache_dir=cache, progress=False)
-    assert len(count_decodes) == 8 and reloaded.images[0].min() == 255
+    assert len(count_decodes) == 8 and reloaded.images[0].min() == 65535
 
 
 def test_no_temporary_files_left(siim_root, tmp_path):
@@ -87,7 +87,7 @@ def test_no_temporary_files_left(siim_root, tmp_path):
 def test_rsna_arrays_and_split_csv(rsna_root, tmp_path):
     split_csv = tmp_path / "split.csv"
     split_csv.write_text("Image_ID,Split\np0,train\np2,train\np3,val\np4,test\n")
-    data = load_dataset("rsna", rsna_root, 32, cache_dir=tmp_path / "cache", split_csv=split_csv,
+    data = load_dataset("rsna", rsna_root, 32, cache_dir=tmp_path / "cache", split=split_csv,
                         progress=False)
     assert list(data.ids) == ["p0", "p2", "p3", "p4"]
     assert list(data.splits) == ["train", "train", "val", "test"]
@@ -113,3 +113,52 @@ def test_bad_arguments(siim_root, tmp_path):
         load_dataset("chexpert", root, 64, cache_dir=tmp_path)
     with pytest.raises(ValueError, match="at least 32"):
         load_dataset("siim", root, 8, cache_dir=tmp_path)
+
+
+def test_split_list_follows_the_split_files_order(rsna_root, tmp_path):
+    split_csv = tmp_path / "split.csv"
+    split_csv.write_text(",Image_ID,Split\n0,p3.dcm,test\n1,p0,test\n2,p2,train\n3,p4,test\n")
+    data = load_dataset("rsna", rsna_root, 32, cache_dir=tmp_path / "cache", split=split_csv, progress=False)
+    assert list(data.ids[data.split_list("test")]) == ["p3", "p0", "p4"]
+    assert list(data.ids[data.split_list("train")]) == ["p2"]
+
+
+def test_damaged_cache_is_rebuilt(siim_root, tmp_path, count_decodes, caplog):
+    root, _ = siim_root
+    cache = tmp_path / "cache"
+    first = load_dataset("siim", root, 64, cache_dir=cache, progress=False)
+    (path,) = cache.glob("*.npz")
+    path.write_bytes(path.read_bytes()[:100])
+    again = load_dataset("siim", root, 64, cache_dir=cache, progress=False)
+    assert len(count_decodes) == 8 and "damaged cache" in caplog.text
+    np.testing.assert_array_equal(first.images, again.images)
+    assert again.fingerprint == first.fingerprint != ""
+
+
+def test_twelve_bit_radiograph_keeps_its_grey_levels(tmp_path):
+    """A 16-bit DICOM using 12 bits keeps ~4096 levels through the uint16 cache, not 15."""
+    from repro.data.dicom import read_dicom, write_dicom
+    ramp = np.tile(np.linspace(0, 1, 512), (8, 1))
+    path = write_dicom(tmp_path / "ramp.dcm", ramp, bits=12)
+    image = read_dicom(path)
+    assert len(np.unique(image)) > 500
+    assert image.min() == 0.0 and image.max() == 1.0
+
+
+def test_signed_sixteen_bit_radiograph_keeps_its_grey_levels(tmp_path):
+    """Signed 16-bit data (PixelRepresentation 1, values around zero) is read over its own range,
+    not squeezed into 8 levels, and keeps its levels through the 16-bit cache."""
+    import pydicom
+
+    from repro.data.dataset import to_grey_levels
+    from repro.data.dicom import read_dicom, write_dicom
+    path = write_dicom(tmp_path / "signed.dcm", np.zeros((8, 512)), bits=16)
+    ds = pydicom.dcmread(path)
+    values = np.tile(np.linspace(-2000, 2000, 512).round().astype(np.int16), (8, 1))
+    ds.PixelRepresentation, ds.BitsStored, ds.HighBit = 1, 16, 15
+    ds.PixelData = values.tobytes()
+    ds.save_as(path)
+    image = read_dicom(path)
+    assert len(np.unique(image)) == 512 and image.min() == 0.0 and image.max() == 1.0
+    np.testing.assert_array_equal(np.argsort(image[0], kind="stable"), np.arange(512))   # order kept
+    assert len(np.unique(to_grey_levels(image))) == 512

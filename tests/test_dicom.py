@@ -20,7 +20,24 @@ def test_round_trip_bits_and_photometric(tmp_path, bits, monochrome1):
     back = read_dicom(path)
     assert back.dtype == np.float32 and back.shape == (32, 32)
     # Quantisation to `bits` is the only loss; MONOCHROME1 is inverted back so bone stays white.
-    assert np.abs(back - image).max() <= 0.5 / (2 ** bits - 1) + 1e-6
+    # Above 8 bits the image's own range is the display range (no VOI window in the file).
+    expected = image if bits == 8 else (image - image.min()) / (image.max() - image.min())
+    assert np.abs(back - expected).max() <= 1.0 / (2 ** bits - 1) / (image.max() - image.min()) + 1e-6
+
+
+def test_voi_window_is_applied_as_a_viewer_would(tmp_path):
+    ramp = np.tile(np.linspace(0, 1, 4096), (2, 1))
+    path = write_dicom(tmp_path / "w.dcm", ramp, bits=12)
+    ds = pydicom.dcmread(path)
+    ds.WindowCenter, ds.WindowWidth = 2048, 1024
+    ds.save_as(path)
+    image = read_dicom(path)[0]
+    stored = np.arange(4096)
+    assert (image[stored < 1536] == 0).all() and (image[stored > 2560] == 1).all()
+    middle = (stored > 1600) & (stored < 2500)
+    # DICOM PS3.3 C.11.2.1.2.1: linear from c - 0.5 - (w - 1) / 2 to c - 0.5 + (w - 1) / 2.
+    expected = ((stored[middle] - (2048 - 0.5)) / (1024 - 1) + 0.5)
+    np.testing.assert_allclose(image[middle], expected, atol=1e-3)
 
 
 def test_monochrome1_is_stored_inverted(tmp_path):
@@ -62,6 +79,23 @@ def test_jpeg_baseline(tmp_path):
     decoded = read_dicom(path)
     assert decoded.shape == (64, 64)
     assert np.abs(decoded - image).mean() < 0.03  # lossy, but close
+
+
+def test_a_corrupt_jpeg_stream_is_one_error_and_no_library_traceback(tmp_path, capfd, caplog):
+    image = gradient_image(64, 8)
+    buffer = io.BytesIO()
+    Image.fromarray(np.round(image * 255).astype(np.uint8)).save(buffer, format="JPEG", quality=95)
+    stream = bytearray(buffer.getvalue())
+    stream[len(stream) // 3: len(stream) // 3 + 400] = b"\x00" * 400      # the entropy-coded data damaged
+    path = write_dicom(tmp_path / "corrupt.dcm", image)
+    ds = pydicom.dcmread(path)
+    ds.file_meta.TransferSyntaxUID = JPEGBaseline8Bit
+    ds.PixelData = encapsulate([bytes(stream[:len(stream) // 2])])
+    ds.save_as(path)
+    with pytest.raises(DicomError, match="corrupt.dcm: pixel data cannot be decoded"):
+        read_dicom(path)
+    printed = capfd.readouterr()
+    assert "Traceback" not in printed.err + printed.out and "Traceback" not in caplog.text
 
 
 def test_colour_image_rejected():

@@ -62,7 +62,7 @@ def test_ssim_matches_skimage_and_defaults():
 
 @pytest.mark.parametrize("call, message", [
     (lambda: auprc(np.zeros((4, 4)), np.zeros((5, 5))), "same shape"),
-    (lambda: auprc(np.zeros((4, 4)), np.full((4, 4), np.nan)), "NaN"),
+    (lambda: auprc(np.zeros((4, 4)), np.full((4, 4), np.inf)), "infinite"),
     (lambda: auprc(np.full((4, 4), 2), np.zeros((4, 4))), "boolean or 0/1"),
     (lambda: auprc(np.zeros((4, 4)), np.zeros((4, 4)), method="ap"), "method must be"),
     (lambda: ssim(np.zeros((4, 4)), np.zeros((4, 4))), "at least 7x7"),
@@ -71,3 +71,30 @@ def test_ssim_matches_skimage_and_defaults():
 def test_bad_input_messages(call, message):
     with pytest.raises(ValueError, match=message):
         call()
+
+
+def test_ssim_pairs_equal_skimage_to_the_last_bit():
+    from repro.metrics import SsimStats, ssim_of, ssim_pairs
+    rng = np.random.default_rng(2)
+    a, b = rng.random((6, 24, 30)), rng.random((6, 24, 30))
+    b[1] = a[1]
+    reference = [structural_similarity(x, y, data_range=2.0) for x, y in zip(a, b)]
+    np.testing.assert_array_equal(ssim_pairs(a, b), reference)
+    assert ssim_pairs(a, b)[1] == 1.0
+    stats = SsimStats(a)
+    assert ssim_of(stats, 0, stats, 3, data_range=2.0) == structural_similarity(a[0], a[3], data_range=2.0)
+    eight = (a * 255).round().astype(np.uint8), (b * 255).round().astype(np.uint8)
+    np.testing.assert_array_equal(ssim_pairs(*eight, data_range=255),
+                                  [structural_similarity(x, y) for x, y in zip(*eight)])
+
+
+def test_a_degenerate_map_scores_nan():
+    from repro.metrics import ssim_pairs
+    mask = np.zeros((16, 16), bool)
+    mask[2:5, 2:5] = True
+    nan_map = np.full((16, 16), np.nan)
+    assert np.isnan(auprc(mask, nan_map)) and np.isnan(roc_auc(mask, nan_map)) and np.isnan(ssim(nan_map, nan_map))
+    pair = ssim_pairs(np.stack([nan_map, mask * 1.0]), np.stack([mask * 1.0, mask * 1.0]))
+    assert np.isnan(pair[0]) and pair[1] == 1.0
+    with pytest.raises(ValueError, match="infinite"):
+        auprc(mask, np.full((16, 16), np.inf))

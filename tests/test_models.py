@@ -4,13 +4,15 @@ import keras_hub
 import numpy as np
 import pytest
 
-from repro.models import (STATES, WeightsUnavailableError, build_classifier, build_retinanet, build_unet,
-                          cascade_states, classifier_loss, detections_to_score_map, dice_bce_loss,
-                          input_scaling, recalibrate_batchnorm, score_maps)
 from repro.models.augment import augment
-from repro.models.batchnorm import batchnorm_layers
-from repro.models.cascade import _block_layers
-from repro.models.retinanet import box_targets, detect, masks_to_boxes
+from repro.models.batchnorm import batchnorm_layers, recalibrate_batchnorm
+from repro.models.cascade import _plan, cascade_states, cascade_weights, states_of
+from repro.models.classifiers import build_classifier, classifier_loss, input_scaling
+from repro.models.errors import WeightsUnavailableError
+from repro.models.retinanet import (box_targets, build_retinanet, detect, detections_to_score_map, masks_to_boxes,
+                                    score_maps)
+from repro.models.unet import build_unet, dice_bce_loss
+from repro.protocol import INCEPTION_STATES
 
 TINY_RESNET = {"input_conv_filters": [64], "input_conv_kernel_sizes": [3], "stackwise_num_filters": [64, 64, 64],
                "stackwise_num_blocks": [1, 1, 1], "stackwise_num_strides": [1, 2, 2], "block_type": "basic_block"}
@@ -129,71 +131,98 @@ def test_recalibration_sets_the_moments_of_each_layers_inputs():
 
 # --- cascading randomization -------------------------------------------------------------------
 
-def conv_kernels(model, names):
-    return {name: np.asarray(model.get_layer(name).kernel) for name in names}
+def kernels(model, weights, names):
+    """Each named layer's kernel in a weight list laid out like model.get_weights()."""
+    positions, i = {}, 0
+    for layer in model.layers:
+        for variable in layer.weights:
+            if variable.name == "kernel":
+                positions[layer.name] = i
+            i += 1
+    return {name: weights[positions[name]] for name in names}
 
 
 def test_blocks_cover_everything_above_mixed0(inception):
-    blocks = _block_layers(inception)
-    assert blocks["logits"][-1].name == "logits" and blocks["mixed10"][-1].name == "mixed10"
-    assert "mixed9_1" in [layer.name for layer in blocks["mixed10"]]
-    covered = [layer.name for state in reversed(STATES[1:]) for layer in blocks[state]]
+    plan = _plan(inception, 10)
+    assert tuple(plan) == INCEPTION_STATES
+    assert plan["logits"][-1] == "logits" and plan["mixed10"][-1] == "mixed10" and "mixed9_1" in plan["mixed10"]
+    covered = [name for state in reversed(INCEPTION_STATES[1:]) for name in plan[state]]
     start = [layer.name for layer in inception.layers].index("mixed0") + 1
     assert covered == [layer.name for layer in inception.layers[start:]]
     # In the graph, a block's layers read only from the block itself or from the block below's output.
     below = {"logits": "mixed10", **{f"mixed{k}": f"mixed{k - 1}" for k in range(1, 11)}}
-    for state, layers in blocks.items():
-        inside = {layer.name for layer in layers} | {below[state]}
-        parents = {parent.operation.name for layer in layers for node in layer._inbound_nodes
+    for state, names in list(plan.items())[1:]:
+        inside = set(names) | {below[state]}
+        parents = {parent.operation.name for name in names for node in inception.get_layer(name)._inbound_nodes
                    for parent in node.parent_nodes}
         assert parents <= inside, state
 
 
-def test_cascade_states_randomize_from_the_top(inception):
+def test_cascade_weights_randomize_from_the_top(inception):
     trained = keras.models.clone_model(inception)   # moving statistics away from their initial values
     trained.set_weights([w + 0.5 if w.ndim == 1 else w for w in inception.get_weights()])
     original = trained.get_weights()
-    blocks = _block_layers(trained)
+    plan = _plan(trained, 10)
+    states = list(plan)
+    convs = {s: [n for n in plan[s] if hasattr(trained.get_layer(n), "kernel")] for s in states[1:]}
     stem = next(layer.name for layer in trained.layers if hasattr(layer, "kernel"))
-    last_bn = [layer for layer in blocks["mixed10"] if isinstance(layer, keras.layers.BatchNormalization)][-1]
-    convs = {state: [layer.name for layer in blocks[state] if hasattr(layer, "kernel")] for state in STATES[1:]}
+    weights = cascade_weights(trained, "mixed5", model_name="r1")
+    randomized = [n for s in states[1:states.index("mixed5") + 1] for n in convs[s]]
+    kept = [n for s in states[states.index("mixed5") + 1:] for n in convs[s]] + [stem]
+    now, then = kernels(trained, weights, randomized + kept), kernels(trained, original, randomized + kept)
+    assert all(not np.array_equal(now[n], then[n]) for n in randomized)
+    assert all(np.array_equal(now[n], then[n]) for n in kept)
+    probe = keras.models.clone_model(trained)
+    probe.set_weights(weights)
+    last_bn = [n for n in plan["mixed10"] if isinstance(trained.get_layer(n), keras.layers.BatchNormalization)][-1]
+    assert np.all(np.asarray(probe.get_layer(last_bn).moving_mean) == 0)     # back to the initial values
+    assert all(np.array_equal(a, b) for a, b in zip(original, trained.get_weights()))   # the model is untouched
+
+
+def test_materialized_states_are_all_different(inception):
+    """dict(cascade_states(model)) holds twelve real states, not twelve references to the last."""
+    states = dict(cascade_states(inception, seed=0, model_name="r1"))
+    assert list(states) == list(INCEPTION_STATES)
     x = images(2, 75)
-    names, outputs = [], []
-    for state, model in cascade_states(trained, seed=0):
-        names.append(state)
-        outputs.append(np.asarray(model(x)))
-        if state == "mixed5":
-            randomized = [n for s in STATES[1:STATES.index("mixed5") + 1] for n in convs[s]]
-            kept = [n for s in STATES[STATES.index("mixed5") + 1:] for n in convs[s]] + [stem]
-            now, then = conv_kernels(model, randomized + kept), conv_kernels(trained, randomized + kept)
-            assert all(not np.array_equal(now[n], then[n]) for n in randomized)
-            assert all(np.array_equal(now[n], then[n]) for n in kept)
-            bn = model.get_layer(last_bn.name)   # moving statistics back to their initial values
-            assert np.all(np.asarray(bn.moving_mean) == 0) and np.all(np.asarray(bn.moving_variance) == 1)
-            assert np.all(np.asarray(last_bn.moving_mean) == 0.5)
-    assert names == list(STATES) and len(names) == 12
+    probe = keras.models.clone_model(inception)
+    outputs = []
+    for weights in states.values():
+        probe.set_weights(weights)
+        outputs.append(np.asarray(probe(x)))
     assert all(not np.allclose(a, b) for a, b in zip(outputs, outputs[1:]))
-    assert all(np.array_equal(a, b) for a, b in zip(original, trained.get_weights()))
+    assert all(np.array_equal(a, b) for a, b in zip(states["original"], inception.get_weights()))
+    # The re-initialized values drawn once for the whole cascade are those each state draws alone.
+    alone = cascade_weights(inception, "mixed5", seed=0, model_name="r1")
+    assert all(np.array_equal(a, b) for a, b in zip(states["mixed5"], alone))
 
 
-def test_independent_mode_randomizes_one_block_and_seeds_repeat(inception):
-    blocks = _block_layers(inception)
-    mixed9 = [layer.name for layer in blocks["mixed9"] if hasattr(layer, "kernel")]
-    others = [layer.name for state in STATES[1:] if state != "mixed9"
-              for layer in blocks[state] if hasattr(layer, "kernel")]
-    states = dict((s, conv_kernels(m, mixed9 + others)) for s, m in cascade_states(inception, 7, "independent")
-                  if s == "mixed9")
-    again = dict((s, conv_kernels(m, mixed9)) for s, m in cascade_states(inception, 7, "cascading") if s == "mixed9")
-    other_seed = dict((s, conv_kernels(m, mixed9)) for s, m in cascade_states(inception, 8) if s == "mixed9")
-    trained = conv_kernels(inception, others)
-    assert all(np.array_equal(states["mixed9"][n], trained[n]) for n in others)
-    assert all(np.array_equal(states["mixed9"][n], again["mixed9"][n]) for n in mixed9)
-    assert not any(np.array_equal(states["mixed9"][n], other_seed["mixed9"][n]) for n in mixed9)
+def test_independent_mode_seeds_and_replicates(inception):
+    plan = _plan(inception, 10)
+    mixed9 = [n for n in plan["mixed9"] if hasattr(inception.get_layer(n), "kernel")]
+    others = [n for s in INCEPTION_STATES[1:] if s != "mixed9" for n in plan[s]
+              if hasattr(inception.get_layer(n), "kernel")]
+    alone = cascade_weights(inception, "mixed9", seed=7, mode="independent", model_name="r1")
+    cascading = cascade_weights(inception, "mixed9", seed=7, model_name="r1")
+    other_seed = cascade_weights(inception, "mixed9", seed=8, model_name="r1")
+    other_replicate = cascade_weights(inception, "mixed9", seed=7, model_name="r2")
+    trained = kernels(inception, inception.get_weights(), others)
+    assert all(np.array_equal(kernels(inception, alone, others)[n], trained[n]) for n in others)
+    same = kernels(inception, alone, mixed9), kernels(inception, cascading, mixed9)
+    assert all(np.array_equal(same[0][n], same[1][n]) for n in mixed9)
+    for different in (other_seed, other_replicate):
+        assert not any(np.array_equal(same[0][n], kernels(inception, different, mixed9)[n]) for n in mixed9)
 
 
-def test_cascade_needs_inception():
-    with pytest.raises(ValueError, match="InceptionV3"):
-        next(cascade_states(tiny_bn_model()))
+def test_other_classifiers_get_grouped_states():
+    model = tiny_bn_model()
+    head = keras.layers.Dense(2, name="logits")(model.output)
+    model = keras.Model(model.input, head)
+    assert states_of(model, groups=2) == ("original", "logits", "block1", "block2")
+    plan = _plan(model, 2)
+    assert len(plan["logits"]) == 2 and plan["logits"][-1] == "logits"      # pooling and the head
+    assert plan["block1"] == ["bn1", "conv1"] and plan["block2"] == ["bn0", "conv0"]   # weighted layers, top down
+    weights = cascade_weights(model, "block2", model_name="m")
+    assert sum(not np.array_equal(a, b) for a, b in zip(weights, model.get_weights())) > 0
 
 
 # --- baselines ---------------------------------------------------------------------------------

@@ -1,42 +1,31 @@
-"""The main job end to end on the smoke experiment: tables, figures, grade, resume, determinism,
-and the walk-through notebooks on its outputs. The smoke run trains every model for one epoch: it
-checks the plumbing, not the science (the demo run does that)."""
+"""The main job end to end on the smoke experiment: tables, figures, grade, provenance, the image
+ids and dropped maps each test used, resume after a kill, a subset of methods, the exit code of a
+failed control check, and byte-identical reruns (training included) in this process and on a Dask
+cluster with a worker killed mid-run. The smoke run trains every model for one epoch: it checks the
+plumbing, not the science (the demo run does that)."""
 import contextlib
 import io
+import json
 import re
-import shutil
+import threading
+import time
 from pathlib import Path
-from types import SimpleNamespace
 
-import nbformat
+import numpy as np
+import pandas as pd
+import psutil
 import pytest
-from nbclient import NotebookClient
 
 from repro import pipeline
 from repro.cli import main
 from repro.experiments import load_experiment
+from repro.protocol import INCEPTION_STATES, PAPER_METHODS
 from repro.report.published import published_cells
-
-NOTEBOOKS = sorted((Path(__file__).resolve().parents[1] / "notebooks").glob("*.ipynb"))
-
-
-@pytest.fixture(scope="module")
-def smoke_run(tmp_path_factory):
-    """The README's main command, on the smoke experiment."""
-    run_dir = tmp_path_factory.mktemp("smoke")
-    printed = io.StringIO()
-    with contextlib.redirect_stdout(printed):
-        assert main(["all", "--experiment", "smoke", "--run-dir", str(run_dir)]) == 0
-    experiment = load_experiment("smoke", run_dir=run_dir)
-    return SimpleNamespace(experiment=experiment, cells=pipeline.read_cells(experiment), printed=printed.getvalue())
+from tests.helpers import copy_run
 
 
-def results(result):
-    return pipeline.results_dir(result.experiment)
-
-
-def test_tables_figures_and_grade_are_written(smoke_run):
-    out = results(smoke_run)
+def test_tables_figures_grade_and_report_are_written(smoke_run):
+    out = smoke_run.results
     for name in ("table2", "table3", "table4"):
         for suffix in ("csv", "md", "tex"):
             assert (out / f"{name}.{suffix}").stat().st_size > 0
@@ -44,24 +33,61 @@ def test_tables_figures_and_grade_are_written(smoke_run):
         assert (out / f"{name}.png").read_bytes()[:4] == b"\x89PNG"
         assert (out / f"{name}.pdf").read_bytes()[:4] == b"%PDF"
     assert (out / "grade.md").read_text().startswith("# Fidelity grade")
+    assert (out / "report.md").read_text().startswith("# Saliency-map trustworthiness report")
     # Every cell the paper printed is measured (the published schema, both data sets).
     key = ["table", "dataset", "method", "column"]
-    ours = set(map(tuple, smoke_run.cells[key].values))
-    assert set(map(tuple, published_cells()[key].values)) <= ours
+    assert set(map(tuple, published_cells()[key].values)) <= set(map(tuple, smoke_run.cells[key].values))
     assert not re.search(r"\bnan\b", (out / "table3.csv").read_text(), flags=re.IGNORECASE)
+    assert {"n", "form", "comparison", "bootstrap_agreement", "replicate_agreement", "fragile"} <= set(smoke_run.cells)
 
 
-def test_main_command_prints_a_summary(smoke_run):
-    for stage in ("[data", "[train]", "[maps and scores]", "[tables]", "[figures]", "[grade]", "[done]"):
+def test_main_command_prints_stages_verdicts_and_the_grade(smoke_run):
+    for stage in ("[data", "[train", "[maps]", "[scores]", "[statistics", "[tables, figures, grade]", "[done]"):
         assert stage in smoke_run.printed
     assert "siim: 120 images" in smoke_run.printed and "fidelity grade:" in smoke_run.printed
-    assert "EDGE " in smoke_run.printed and "ORACLE " in smoke_run.printed   # the controls' verdict rows
+    assert re.search(r"^  EDGE ", smoke_run.printed, flags=re.MULTILINE)    # the controls' verdict rows
+    grade = json.loads((smoke_run.results / "grade.json").read_text())
+    assert grade["headline"] in smoke_run.printed
+
+
+def test_each_test_s_images_and_the_dropped_maps_are_written(smoke_run):
+    images = pd.read_csv(smoke_run.results / "images.csv", dtype=str)
+    counts = images.groupby(["dataset", "test"]).size()
+    assert counts[("siim", "utility")] == 3 and counts[("siim", "randomization")] == 3
+    assert counts[("rsna", "cascade_curves")] == 1
+    # At 80 px InceptionV3's mixed10 is 1x1: every Grad-CAM is constant, so every GCAM map is
+    # degenerate, dropped from every comparison and counted; its cells are not measured.
+    degenerate = json.loads((smoke_run.results / "degenerate.json").read_text())
+    assert degenerate["siim"]["degenerate_maps"]["GCAM"]["inception_r1/original"] == 3
+    gcam = smoke_run.cells[(smoke_run.cells.method == "GCAM") & (smoke_run.cells.table == 3)]
+    assert (gcam.loc[gcam.column == "AUPRC", "n"] == 0).all()
+    assert set(gcam.loc[gcam.column.str.startswith("P_"), "verdict"]) == {"not measured"}
+    grad = smoke_run.cells[(smoke_run.cells.method == "GRAD") & (smoke_run.cells.table == 3)
+                           & (smoke_run.cells.column == "AUPRC")]
+    assert (grad["n"] == 3).all()
+
+
+def test_provenance_record(smoke_run):
+    record = json.loads((smoke_run.run_dir / "provenance.json").read_text())
+    assert record["experiment"] == "smoke" and len(record["experiment_hash"]) == 64
+    assert record["deterministic"] is True and record["seeds"]["models"]["inception_r2"] == 2
+    assert set(record["results_sha256"]) >= {"cells.csv", "scores.csv", "table3.md", "grade.json", "models.json"}
+    assert record["packages"]["tensorflow"] and record["packages"]["saliency"] == "0.2.1"
+    assert record["wall_seconds"] > 0 and record["peak_memory_gb"] > 0
+    assert {"data", "train", "maps", "scores", "statistics", "report"} <= set(record["stages"])
 
 
 def test_control_check_names_a_control_that_misbehaves(smoke_run):
     """Three test images and one-epoch models cannot show the controls' effects reliably (the demo
-    run does); the check itself is tested here on the run's cells with planted verdicts."""
+    run does): the smoke run says its controls were not checked. The check itself is tested here on
+    the run's cells with planted verdicts and a planted number of images."""
+    from repro.report.summary import unchecked_controls
+    assert unchecked_controls(smoke_run.cells) == [
+        f"{d}: controls not checked (3 utility images; the check needs 10)" for d in ("siim", "rsna")]
+    assert "siim: controls not checked" in smoke_run.printed
     cells = smoke_run.cells.copy()
+    cells.loc[(cells.method == "AVG") & (cells.column == "AUPRC"), "n"] = 20
+    assert unchecked_controls(cells) == []
     edge = (cells.table == 3) & (cells.method == "EDGE") & (cells.column == "P_Randomization")
     oracle = (cells.table == 3) & (cells.method == "ORACLE") & (cells.column == "P_AVG")
     cells.loc[edge, "verdict"], cells.loc[oracle, "verdict"] = "did not pass", "pass"
@@ -73,36 +99,108 @@ def test_control_check_names_a_control_that_misbehaves(smoke_run):
         "rsna: the ORACLE control (the true evidence) should beat AVG on utility, but its verdict is 'did not pass'"]
 
 
-def test_resume_after_interruption_gives_identical_tables(smoke_run):
-    """A killed run leaves some maps and no results; the rerun reuses what is there."""
-    experiment = smoke_run.experiment
-    first = (results(smoke_run) / "cells.csv").read_text()
-    maps = sorted((experiment.run_dir / "maps").rglob("*.npy"))
-    for path in maps[::3]:
+def test_resume_after_interruption_gives_identical_results(smoke_run, tmp_path):
+    """A killed run leaves some maps, a half-written file and no results; the rerun computes only
+    what is missing and ends with the same bytes."""
+    copy_run(smoke_run, tmp_path)
+    experiment = load_experiment("smoke", run_dir=tmp_path)
+    state = tmp_path / "maps" / "siim" / "inception_r2" / "mixed7"
+    lost = [state / "SG" / f"{image}.npz" for image in pd.read_csv(smoke_run.results / "images.csv", dtype=str)
+            .query("dataset == 'siim' and test == 'cascade_curves'")["image"]]
+    lost += sorted((tmp_path / "maps" / "siim" / "inception_r1" / "original" / "GRAD").glob("*.npz"))[:1]
+    for path in lost:
         path.unlink()
-    (maps[1].parent / ".half-written.npy.tmp").write_bytes(b"partial")  # what a kill mid-write leaves
-    shutil.rmtree(results(smoke_run))
-    models = {p: p.stat().st_mtime_ns for p in (experiment.run_dir / "models").rglob("*.keras")}
-    again = pipeline.run_all(experiment, progress=False)
-    assert (results(again) / "cells.csv").read_text() == first
+    (state / "XRAI" / ".half.npz.x1y2.tmp").write_bytes(b"partial")   # what a kill mid-write leaves
+    import shutil
+    shutil.rmtree(tmp_path / "results")
+    models = {p: p.stat().st_mtime_ns for p in (tmp_path / "models").rglob("*.keras")}
+    pipeline.run_all(experiment, progress=False)
+    for name in ("cells.csv", "scores.csv", "table3.md", "grade.json", "images.csv", "report.md"):
+        assert (tmp_path / "results" / name).read_bytes() == (smoke_run.results / name).read_bytes(), name
     assert {p: p.stat().st_mtime_ns for p in models} == models  # no model retrained
+    assert all(p.is_file() for p in lost)
 
 
-def test_same_seed_same_tables_from_scratch_maps(smoke_run, tmp_path):
-    """Same models and seed, maps computed afresh in another run directory: identical tables."""
-    experiment = smoke_run.experiment
-    other = load_experiment("smoke", run_dir=tmp_path / "again")
-    shutil.copytree(experiment.run_dir / "models", other.run_dir / "models")
-    pipeline.run_all(other, progress=False)
-    for name in ("cells.csv", "table2.csv", "table3.csv", "table4.csv"):
-        assert (pipeline.results_dir(other) / name).read_text() == (results(smoke_run) / name).read_text()
+def test_a_subset_of_methods_runs_through_and_a_failed_control_exits_3(smoke_run, tmp_path, monkeypatch, capsys):
+    """The maps of the subset are the run's own (a map's fingerprint does not depend on the other
+    methods): only the scores, statistics and reports are computed again."""
+    copy_run(smoke_run, tmp_path, parts=("data", "cache", "models", "maps"))
+    monkeypatch.setattr(pipeline, "check_controls", lambda cells: ["siim: a planted control failure"])
+    code = main(["all", "--experiment", "smoke", "--run-dir", str(tmp_path), "--set", "saliency.methods=[GRAD, IG]"])
+    printed = capsys.readouterr()
+    assert code == 3 and "CONTROL CHECK FAILED: siim: a planted control failure" in printed.err
+    cells = pipeline.read_cells(load_experiment("smoke", run_dir=tmp_path))
+    assert set(cells.method) == {"AVG", "U-Net", "RetinaNet", "LOW", "GRAD", "IG", "EDGE", "ORACLE"}
+    table3 = (tmp_path / "results" / "table3.md").read_text()
+    assert "| GRAD " in table3 and "| XRAI " not in table3
+    for name in ("figure2.png", "figure3.png", "figure4.png", "grade.md", "report.md"):
+        assert (tmp_path / "results" / name).stat().st_size > 0
+    assert json.loads((tmp_path / "results" / "grade.json").read_text())["summary"]["findings_not_measured"] > 0
+    scores = pd.read_csv(tmp_path / "results" / "scores.csv", dtype=str, keep_default_na=False)
+    full = pd.read_csv(smoke_run.results / "scores.csv", dtype=str, keep_default_na=False)
+    full = full[full.group.isin(set(scores.group))].reset_index(drop=True)
+    pd.testing.assert_frame_equal(scores, full)
 
 
-@pytest.mark.parametrize("notebook", NOTEBOOKS, ids=lambda p: p.stem)
-def test_notebook_runs_top_to_bottom(notebook, smoke_run, monkeypatch):
-    monkeypatch.setenv("REPRO_EXPERIMENT", "smoke")
-    monkeypatch.setenv("REPRO_RUN_DIR", str(smoke_run.experiment.run_dir))
-    book = nbformat.read(notebook, as_version=4)
-    assert all(not cell.get("outputs") for cell in book.cells if cell.cell_type == "code"), "stored with outputs"
-    NotebookClient(book, timeout=600, kernel_name="python3",
-                   resources={"metadata": {"path": str(notebook.parent)}}).execute()
+def _kill_a_worker_once_maps_appear(run_dir: Path, killed: list, stop: threading.Event) -> None:
+    """Kill one Dask worker process (SIGKILL) once the maps stage has written a few maps."""
+    while not stop.wait(0.2):
+        if len(list((run_dir / "maps").rglob("*.npz"))) >= 10:
+            workers = [p for p in psutil.Process().children(recursive=True)
+                       if "spawn_main" in " ".join(p.cmdline())]
+            if workers:
+                workers[0].kill()
+                killed.append(workers[0].pid)
+                return
+
+
+CLUSTER_METHODS = ("GRAD", "SG", "XRAI")   # a gradient, seeded noise, and XRAI's CPU segmentation tasks
+
+
+def test_a_cluster_run_with_a_worker_killed_trains_and_maps_the_same_bits(smoke_run, tmp_path):
+    """The SIIM-like half of the smoke run again from nothing, on `local:2` (two worker processes),
+    one of them killed mid-run: every model comes out with the in-process run's weights to the last
+    bit, the scores are the same bytes, and so are the tables made from them."""
+    import keras
+
+    from repro.protocol import KAGGLE_DATASETS
+    from repro.statistics.cells import result_cells
+    experiment = load_experiment("smoke", run_dir=tmp_path, overrides=[
+        "data.datasets=[siim]", f"saliency.methods=[{', '.join(CLUSTER_METHODS)}]"])
+    killed, stop = [], threading.Event()
+    killer = threading.Thread(target=_kill_a_worker_once_maps_appear, args=(tmp_path, killed, stop), daemon=True)
+    killer.start()
+    try:
+        report = pipeline.run_all(experiment, progress=False, cluster="local:2")
+    finally:
+        stop.set()
+        killer.join()
+    assert killed, "no worker was killed: the test did not test anything"
+    assert report.provenance["cluster"] == "local:2"
+    for name in ("inception_r1", "inception_r2", "densenet", "unet_r1", "unet_r2"):
+        ours = keras.models.load_model(tmp_path / "models" / "siim" / f"{name}.keras", compile=False)
+        theirs = keras.models.load_model(smoke_run.run_dir / "models" / "siim" / f"{name}.keras", compile=False)
+        assert all(np.array_equal(a, b) for a, b in zip(ours.get_weights(), theirs.get_weights())), name
+    mine = pd.read_csv(tmp_path / "results" / "scores.csv", dtype=str, keep_default_na=False)
+    reference = pd.read_csv(smoke_run.results / "scores.csv", dtype=str, keep_default_na=False)
+    reference = reference[(reference.dataset == "siim") & reference.group.isin(set(mine.group))]
+    pd.testing.assert_frame_equal(mine, reference.reset_index(drop=True))
+    assert set(mine.state) >= set(INCEPTION_STATES[1:]) and set(mine.group) >= set(CLUSTER_METHODS)
+    # The tables are a function of the scores: the in-process scores give this run's cells.
+    in_process = pd.read_csv(smoke_run.results / "scores.csv", dtype={"image": str, "model": str})
+    expected = result_cells(in_process[in_process.group.isin(set(mine.group))], KAGGLE_DATASETS["siim"],
+                            pipeline.main_choice(experiment, "siim"), methods=CLUSTER_METHODS,
+                            controls=("EDGE", "ORACLE"))
+    cells = pipeline.read_cells(experiment)
+    key = ["table", "method", "column"]
+    pd.testing.assert_frame_equal(cells[key + ["mean", "sd", "n", "p", "verdict"]].reset_index(drop=True),
+                                  expected[key + ["mean", "sd", "n", "p", "verdict"]].reset_index(drop=True),
+                                  check_dtype=False)
+
+
+def test_a_second_run_on_the_same_directory_is_refused(smoke_run, capsys):
+    from repro.io import RunLock
+    with RunLock(smoke_run.run_dir / ".lock"):
+        code = main(["all", "--experiment", "smoke", "--run-dir", str(smoke_run.run_dir)])
+    err = capsys.readouterr().err
+    assert code == 2 and "is in use by pid" in err and len(err.strip().splitlines()) == 1

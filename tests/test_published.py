@@ -1,6 +1,7 @@
 import numpy as np
 
-from repro.report.published import METHODS, VERDICTS, published_cells, published_value
+from repro.protocol import PAPER_METHODS as METHODS, VERDICTS
+from repro.report.published import published_cells, published_value
 
 
 def test_shape_of_the_transcription():

@@ -58,3 +58,36 @@ def test_missing_files(rsna_root):
     (rsna_root / "stage_2_detailed_class_info.csv").unlink()
     with pytest.raises(FileNotFoundError, match="stage_2_detailed_class_info.csv"):
         load_rsna_records(rsna_root)
+
+
+def test_fractional_corners_are_truncated_before_rescaling():
+    # The authors' rule: int(x) and int(x + w) first, then int(S * (c / 1023)).
+    # x = 409.9: truncating first gives int(256 * 409 / 1023) = 102; rescaling the float, 102 too,
+    # but x + w = 511.99 gives 127 (truncated) where the float gives int(128.1) = 128.
+    mask = boxes_to_mask([(409.9, 0.0, 102.09, 10.0)], (1024, 1024), 256)
+    columns = np.flatnonzero(mask.any(axis=0))
+    assert (columns[0], columns[-1]) == (102, 127)
+
+
+def test_target_one_with_not_normal_class_is_kept_with_warning(rsna_root, caplog):
+    classes = rsna_root / "stage_2_detailed_class_info.csv"
+    classes.write_text(classes.read_text() + "p2,No Lung Opacity / Not Normal\n")
+    with caplog.at_level(logging.WARNING):
+        records = load_rsna_records(rsna_root)
+    assert "p2" in [r.image_id for r in records] and "kept as positive" in caplog.text
+
+
+def test_patient_without_class_row_is_an_error(rsna_root):
+    classes = rsna_root / "stage_2_detailed_class_info.csv"
+    classes.write_text("\n".join(line for line in classes.read_text().splitlines() if not line.startswith("p3")) + "\n")
+    with pytest.raises(ValueError, match=r"no class row, e.g. \['p3'\]"):
+        load_rsna_records(rsna_root)
+
+
+def test_id_escaping_the_root_is_refused(rsna_root):
+    csv = rsna_root / "stage_2_train_labels.csv"
+    csv.write_text(csv.read_text().replace("p0,,,,,0", "../p0,,,,,0"))
+    classes = rsna_root / "stage_2_detailed_class_info.csv"
+    classes.write_text(classes.read_text().replace("p0,Normal", "../p0,Normal"))
+    with pytest.raises(ValueError, match=r"row 1: image id '../p0' cannot be used as a file name"):
+        load_rsna_records(rsna_root, drop_not_normal=False)

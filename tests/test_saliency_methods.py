@@ -13,7 +13,7 @@ from tf_keras_vis.utils.scores import CategoricalScore
 
 from repro.saliency import (METHODS, is_degenerate, load_preset, postprocess, saliency_maps)
 from repro.saliency.engine import engine_for
-from repro.saliency.reference import stock_call_model_function
+from benchmarks.reference import stock_call_model_function
 from repro.saliency.smoothing import image_rng
 from tests.test_saliency_models import (cam_model, cnn, images, predicted, region_logits,
                                         region_masks, region_model)
@@ -64,11 +64,13 @@ def test_ig_is_about_complete_on_a_relu_cnn(model, baseline):
 
 def test_gradcam_gives_the_hand_computed_map():
     x = images(3, seed=4)
-    cams = saliency_maps(cam_model(1.0, -1.0), x, "GCAM", target=1, raw=True)
+    from repro.saliency.gradcam import legacy_resize
     pooled = x.reshape(3, 8, 4, 8, 4, 3).mean(axis=(2, 4))
-    for cam, p in zip(cams, pooled):
-        expected = np.maximum(p[..., 0] - p[..., 1], 0)
-        np.testing.assert_allclose(cam, resize(expected / expected.max(), (32, 32)), atol=1e-5)
+    for how, upsample in (("centred", resize), ("legacy", legacy_resize)):
+        cams = saliency_maps(cam_model(1.0, -1.0), x, "GCAM", target=1, raw=True, resize=how)
+        for cam, p in zip(cams, pooled):
+            expected = np.maximum(p[..., 0] - p[..., 1], 0)
+            np.testing.assert_allclose(cam, upsample(expected / expected.max(), (32, 32)), atol=1e-5)
 
 
 # The same numbers as PAIR's own classes, one image and one call at a time ------------------------
@@ -103,6 +105,8 @@ def _pair_reference(method, model, x, target, params, seed):
 def test_batched_maps_equal_pair_unbatched(model, method):
     x = images(3, seed=5)
     params = {**load_preset("paper")[method], **fast(method)}
+    if method == "GCAM":
+        params["resize"] = "centred"     # stock PAIR resizes with skimage
     ours = saliency_maps(model, x, method, raw=True, batch_size=4, seed=7, **params)
     for image, mine, target in zip(x, ours, predicted(model, x)):
         reference = _pair_reference(method, model, image, target, params, seed=7)
@@ -199,7 +203,7 @@ def test_raw_shapes_and_postprocess_round_trip(model):
     x = images(2, seed=12)
     for method in METHODS:
         raw = saliency_maps(model, x, method, raw=True, **fast(method))
-        channels = (3,) if method in ("GRAD", "SG", "IG", "SIG", "GBP") else ()
+        channels = (3,) if method in ("GRAD", "SG", "IG", "SIG", "GBP", "GIG", "BIG", "OCC") else ()
         assert raw.shape == (2, 32, 32, *channels) and raw.dtype == np.float32
         maps = saliency_maps(model, x, method, **fast(method))
         assert maps.shape == (2, 32, 32) and maps.dtype == np.float32
@@ -209,24 +213,27 @@ def test_raw_shapes_and_postprocess_round_trip(model):
 
 # Degenerate maps ---------------------------------------------------------------------------------
 
-def test_all_zero_gradcam_gives_zero_maps_flagged_never_nan():
-    """a0 = a1 = -1 on positive images: every weighted sum is negative, ReLU leaves zeros."""
+def test_all_zero_gradcam_is_a_degenerate_all_nan_map():
+    """a0 = a1 = -1 on positive images: every weighted sum is negative, ReLU leaves zeros; the
+    authors' division by the maximum made such a map NaN, and it is dropped from the scores."""
     model, x = cam_model(-1.0, -1.0), images(2, seed=13)
+    assert not saliency_maps(model, x, "GCAM", target=1, raw=True).any()
     for method in ("GCAM", "GGCAM"):
         maps = saliency_maps(model, x, method, target=1)
-        assert not np.isnan(maps).any() and not maps.any()
-        assert is_degenerate(maps).all()
+        assert np.isnan(maps).all() and is_degenerate(maps).all()
 
 
-def test_postprocess_never_returns_nan():
-    raw = np.zeros((4, 8, 8, 3), np.float32)
+def test_degenerate_maps_post_process_to_nan_and_real_maps_never_do():
+    raw = np.zeros((5, 16, 16, 3), np.float32)
     raw[1, 0, 0] = np.nan                       # non-finite gradient
     raw[2] = 5.0                                # constant
-    raw[3, :, :4] = 1.0                         # half the pixels above the floor: a real map
+    raw[3, :, :4] = 1.0                         # a quarter of the pixels above the floor: a real map
+    raw[4, 0, 0] = 1.0                          # one pixel in 256 above the floor: the 99th percentile is the floor
     maps = postprocess(raw, "GRAD")
-    assert not np.isnan(maps).any()
-    np.testing.assert_array_equal(is_degenerate(maps), [True, True, True, False])
-    np.testing.assert_array_equal(is_degenerate(raw), [True, True, True, False])
+    np.testing.assert_array_equal(np.isnan(maps).all(axis=(1, 2)), [True, True, True, False, True])
+    assert not np.isnan(maps[3]).any() and maps[3].min() == 0 and maps[3].max() == 1
+    np.testing.assert_array_equal(is_degenerate(maps), [True, True, True, False, True])
+    np.testing.assert_array_equal(is_degenerate(raw), [True, True, True, False, False])
 
 
 # Errors ------------------------------------------------------------------------------------------
@@ -253,3 +260,58 @@ def test_unknown_method_or_parameter_is_a_clear_error(model):
     with pytest.raises(ValueError, match="no layer with a 4-D output"):
         saliency_maps(keras.Sequential([keras.Input((32, 32, 3)), keras.layers.Flatten(),
                                         keras.layers.Dense(2)]), x, "GCAM")
+
+
+# The authors' Grad-CAM resize ----------------------------------------------------------------------
+
+@pytest.mark.parametrize("shape,out", [((2, 2), (128, 128)), ((9, 9), (320, 320)), ((3, 5), (17, 40))])
+def test_legacy_resize_is_tf1_resize_bilinear(shape, out):
+    """TF1's tf.image.resize_bilinear defaults (align_corners=False, half_pixel_centers=False),
+    which the authors' PAIR GradCam used, from TensorFlow's own legacy op."""
+    import tensorflow as tf
+
+    from repro.saliency.gradcam import legacy_resize
+    cam = np.random.default_rng(0).random(shape).astype(np.float32)
+    expected = tf.compat.v1.image.resize_bilinear(cam[None, ..., None], out, align_corners=False,
+                                                  half_pixel_centers=False).numpy()[0, ..., 0]
+    np.testing.assert_allclose(legacy_resize(cam, out), expected, rtol=1e-6, atol=1e-6)
+    centred = resize(cam, out)
+    assert np.abs(centred - expected).max() > 0.01      # the half-cell shift the option is about
+
+
+def test_gradcam_resize_option_chooses_the_upsampling():
+    x, model = images(2, seed=4), cam_model(1.0, -1.0)
+    legacy = saliency_maps(model, x, "GCAM", target=1, raw=True, resize="legacy")
+    centred = saliency_maps(model, x, "GCAM", target=1, raw=True, resize="centred")
+    np.testing.assert_array_equal(legacy, saliency_maps(model, x, "GCAM", target=1, raw=True))  # the default
+    assert legacy.shape == centred.shape == (2, 32, 32) and not np.allclose(legacy, centred)
+    assert load_preset("paper")["GCAM"]["resize"] == load_preset("authors_code")["GCAM"]["resize"] == "legacy"
+
+
+# The two backends ------------------------------------------------------------------------------------
+
+@pytest.mark.parametrize("method", ["GRAD", "SG", "IG", "SIG", "GCAM", "XRAI", "GBP", "GGCAM"])
+def test_pair_backend_equals_the_batched_backend(model, method):
+    """backend="pair" runs PAIR's own classes image by image; it gives the batched engine's maps."""
+    x = images(3, seed=15)
+    batched = saliency_maps(model, x, method, seed=5, batch_size=4, **fast(method))
+    reference = saliency_maps(model, x, method, seed=5, batch_size=4, backend="pair", **fast(method))
+    np.testing.assert_allclose(batched, reference, atol=1e-4)
+    with pytest.raises(ValueError, match="backend must be one of"):
+        saliency_maps(model, x, method, backend="captum")
+
+
+# SmoothGrad noise per model and state --------------------------------------------------------------
+
+def test_noise_is_independent_per_model_and_state_and_repeatable():
+    from repro.evaluation.plan import noise_seed
+    seeds = {(m, s): noise_seed(0, "independent", m, s) for m in ("r1", "r2") for s in ("original", "mixed1")}
+    assert len(set(seeds.values())) == 4
+    assert seeds == {(m, s): noise_seed(0, "independent", m, s) for m, s in seeds}
+    assert {noise_seed(0, "shared", m, s) for m, s in seeds} == {0}
+    assert noise_seed(1, "independent", "r1", "original") != seeds[("r1", "original")]
+    # The noise itself: the same image under two states' seeds gets different draws.
+    x = images(1, seed=16)[0]
+    first, second = (image_rng(x, seeds[("r1", s)]).normal(size=8) for s in ("original", "mixed1"))
+    assert not np.allclose(first, second)
+    np.testing.assert_array_equal(first, image_rng(x, seeds[("r1", "original")]).normal(size=8))

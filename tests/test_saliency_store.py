@@ -1,92 +1,89 @@
-"""Map store: resumable computation, settings guard, safe names, XRAI segments reused."""
+"""Map store: maps tied to what made them, checked on read, damaged and stale files recomputed;
+safe names; XRAI segments computed once per image and reused."""
 from __future__ import annotations
+
+import logging
 
 import numpy as np
 import pytest
 
-import repro.saliency.segments as segments_module
-import repro.saliency.store as store_module
-from repro.saliency import SegmentCache, load_preset, saliency_maps
-from repro.saliency.store import MapStore, compute_missing
-from tests.test_saliency_models import cnn, images
+from repro.saliency.store import MapMissingError, MapStore
 
-SG = {**load_preset("paper")["SG"], "nsamples": 3}
+KEY = ("inception_r1", "original", "SG")
 
 
-@pytest.fixture(scope="module")
-def model():
-    return cnn(seed=2)
-
-
-def _ids(n):
-    return [f"img{i}" for i in range(n)]
-
-
-def test_interrupted_run_resumes_and_equals_an_uninterrupted_one(tmp_path, model, monkeypatch):
-    x, ids = images(7, seed=20), _ids(7)
-    assert compute_missing(MapStore(tmp_path / "whole"), model, "original", "SG", x, ids, SG,
-                           progress=False, chunk_size=3) == 7
-
-    calls = []
-
-    def failing_on_second_chunk(*args, **kwargs):
-        calls.append(1)
-        if len(calls) == 2:
-            raise KeyboardInterrupt
-        return saliency_maps(*args, **kwargs)
-
-    monkeypatch.setattr(store_module, "saliency_maps", failing_on_second_chunk)
-    with pytest.raises(KeyboardInterrupt):
-        compute_missing(MapStore(tmp_path / "parts"), model, "original", "SG", x, ids, SG,
-                        progress=False, chunk_size=3)
-    monkeypatch.undo()
-
-    resumed = MapStore(tmp_path / "parts")  # a new process would build a new store object
-    assert [resumed.has("original", "SG", i) for i in ids] == [True] * 3 + [False] * 4
-    assert compute_missing(resumed, model, "original", "SG", x, ids, SG, progress=False,
-                           chunk_size=3) == 4
-    assert compute_missing(resumed, model, "original", "SG", x, ids, SG, progress=False) == 0
-    whole = MapStore(tmp_path / "whole")
-    for image_id in ids:
-        stored = resumed.get("original", "SG", image_id)
-        assert stored.dtype == np.float32 and stored.shape == (32, 32)
-        np.testing.assert_allclose(stored, whole.get("original", "SG", image_id), atol=1e-5)
-
-
-def test_store_refuses_maps_made_with_other_settings(tmp_path, model):
-    store, x = MapStore(tmp_path), images(2)
-    compute_missing(store, model, "original", "SG", x, _ids(2), SG, progress=False)
-    with pytest.raises(ValueError, match="holds maps made with"):
-        compute_missing(store, model, "original", "SG", x, _ids(2), {**SG, "nsamples": 4},
-                        progress=False)
-    with pytest.raises(ValueError, match="holds maps made with"):
-        compute_missing(store, model, "original", "SG", x, _ids(2), SG, seed=1, progress=False)
-
-
-def test_store_writes_whole_files_under_safe_names(tmp_path):
+def written(tmp_path, n=3):
     store = MapStore(tmp_path)
-    store.put("mixed10", "GRAD", "1.2.276.0.7230010", np.ones((4, 4)))
-    assert store.get("mixed10", "GRAD", "1.2.276.0.7230010").dtype == np.float32
-    assert [p.name for p in (tmp_path / "mixed10" / "GRAD").iterdir()] == ["1.2.276.0.7230010.npy"]
-    for bad in ("../up", "a/b", ".hidden", ""):
+    maps = np.random.default_rng(0).random((n, 8, 8)).astype(np.float32)
+    for i, smap in enumerate(maps):
+        store.write(*KEY, f"img{i}", smap, "fp-1")
+    return store, maps
+
+
+def test_round_trip_exactly(tmp_path):
+    store, maps = written(tmp_path)
+    np.testing.assert_array_equal(store.stack(*KEY, ["img0", "img1", "img2"], "fp-1"), maps)
+    nan_map = np.full((8, 8), np.nan, np.float32)           # degenerate maps are stored as they are
+    store.write(*KEY, "img9", nan_map, "fp-1")
+    assert np.isnan(store.read(*KEY, "img9", "fp-1")).all()
+    assert store.missing(*KEY, ["img0", "img5"], "fp-1") == ["img5"]
+
+
+def test_stale_maps_count_as_missing(tmp_path):
+    store, _ = written(tmp_path)
+    assert store.read(*KEY, "img0", "fp-2") is None          # made from other settings or another model
+    assert store.missing(*KEY, ["img0", "img1"], "fp-2") == ["img0", "img1"]
+    with pytest.raises(MapMissingError, match="img0"):
+        store.stack(*KEY, ["img0"], "fp-2")
+
+
+@pytest.mark.parametrize("damage", ["empty", "truncated", "foreign npy", "random values", "wrong shape"])
+def test_damaged_maps_are_named_and_count_as_missing(tmp_path, damage, caplog):
+    store, maps = written(tmp_path)
+    path = store.path(*KEY, "img1")
+    if damage == "empty":
+        path.write_bytes(b"")
+    elif damage == "truncated":
+        path.write_bytes(path.read_bytes()[:100])
+    elif damage == "foreign npy":
+        np.save(open(path, "wb"), maps[1])
+    elif damage == "random values":       # a plausible map of the right shape, with our own meta data
+        with np.load(path) as stored:
+            meta = stored["meta"]
+        np.savez(open(path, "wb"), map=np.random.default_rng(5).random((8, 8)).astype(np.float32), meta=meta)
+    else:
+        with np.load(path) as stored:
+            meta = stored["meta"]
+        np.savez(open(path, "wb"), map=np.zeros((4, 4), np.float32), meta=meta)
+    with caplog.at_level(logging.WARNING):
+        assert store.read(*KEY, "img1", "fp-1") is None
+    assert str(path) in caplog.text and "damaged" in caplog.text
+    assert store.read(*KEY, "img0", "fp-1") is not None
+
+
+def test_names_are_safe(tmp_path):
+    store = MapStore(tmp_path)
+    store.write("m", "mixed10", "GRAD", "1.2.276.0.7230010", np.ones((4, 4)), "fp")
+    assert store.path("m", "mixed10", "GRAD", "1.2.276.0.7230010").name == "1.2.276.0.7230010.npz"
+    for bad in ("../up", "a/b", ".hidden", "", "has space"):
         with pytest.raises(ValueError, match="must match"):
-            store.has("original", "GRAD", bad)
+            store.path("m", "original", "GRAD", bad)
+    assert not list(tmp_path.rglob("*.tmp"))                    # nothing half-written left behind
 
 
-def test_xrai_segments_computed_once_per_image_then_reused(tmp_path, model, monkeypatch):
+def test_xrai_segments_computed_once_per_image_then_reused(tmp_path, monkeypatch):
+    import repro.saliency.segments as segments_module
+    from repro.saliency import SegmentCache
     calls = []
     segment = segments_module._get_segments_felzenszwalb
     monkeypatch.setattr(segments_module, "_get_segments_felzenszwalb",
                         lambda image: calls.append(1) or segment(image))
-    x, params = images(2, seed=21), {**load_preset("paper")["XRAI"], "x_steps": 4}
-    store = MapStore(tmp_path)
-    compute_missing(store, model, "original", "XRAI", x, _ids(2), params, progress=False)
-    compute_missing(store, cnn(seed=3), "logits", "XRAI", x, _ids(2), params, progress=False)
-    assert len(calls) == 2  # two images; the second model state reused them from memory
-    compute_missing(MapStore(tmp_path), model, "other", "XRAI", x, _ids(2), params,
-                    progress=False)
-    assert len(calls) == 2  # a new store object (a new run) read them from disk
-    np.testing.assert_array_equal(store.get("other", "XRAI", "img1"),
-                                  store.get("original", "XRAI", "img1"))
-    fresh = saliency_maps(model, x, "XRAI", segment_cache=SegmentCache(), **params)
-    np.testing.assert_array_equal(fresh[1], store.get("original", "XRAI", "img1"))
+    images = np.random.default_rng(1).uniform(0, 255, (2, 32, 32, 3)).astype(np.float32)
+    cache = SegmentCache(tmp_path)
+    first = [cache.get(image) for image in images]
+    [cache.get(image) for image in images]
+    assert len(calls) == 2                                    # the second model state reused them from memory
+    again = [SegmentCache(tmp_path).get(image) for image in images]
+    assert len(calls) == 2                                    # a new cache (a new process) read them from disk
+    for a, b in zip(first, again):
+        assert all(np.array_equal(x, y) for x, y in zip(a, b))

@@ -101,3 +101,48 @@ def test_loader_missing_dicom_and_columns(siim_root):
     csv.write_text("Id,Pixels\nimg0,-1\n")
     with pytest.raises(ValueError, match="missing column"):
         load_siim_records(root)
+
+
+def _replace_row(root, index, text):
+    csv = root / "train-rle.csv"
+    lines = csv.read_text().splitlines()
+    lines[index] = text
+    csv.write_text("\n".join(lines) + "\n")
+
+
+def test_empty_encoded_pixels_is_an_error_not_a_negative(siim_root):
+    root, _ = siim_root
+    _replace_row(root, 3, "img2, ")
+    with pytest.raises(RLEError, match=r"ImageId img2, row 3: EncodedPixels is empty"):
+        load_siim_records(root)
+
+
+@pytest.mark.parametrize("rle", ["9223372036854775807 5", "99999999999999999999999 1"])
+def test_huge_values_are_refused_without_overflow(siim_root, rle):
+    root, _ = siim_root
+    _replace_row(root, 3, f"img2, {rle}")
+    with pytest.raises(RLEError, match=r"ImageId img2, row 3: RLE has a value larger than any image"):
+        load_siim_records(root)
+
+
+def test_negative_row_and_mask_row_for_one_image_is_an_error(siim_root):
+    root, _ = siim_root
+    csv = root / "train-rle.csv"
+    csv.write_text(csv.read_text() + "img2, -1\n")
+    with pytest.raises(RLEError, match=r"ImageId img2 has both a -1 row \(row 6\) and mask rows \(row 3\)"):
+        load_siim_records(root)
+
+
+def test_upper_case_dcm_suffix_is_found(siim_root):
+    root, _ = siim_root
+    path = next(root.rglob("img1.dcm"))
+    path.rename(path.with_suffix(".DCM"))
+    assert [r.dicom_path.suffix for r in load_siim_records(root)][1] == ".DCM"
+
+
+@pytest.mark.parametrize("bad_id", ["../etc/passwd", "with space", "a/b"])
+def test_ids_that_cannot_be_file_names_are_refused(siim_root, bad_id):
+    root, _ = siim_root
+    _replace_row(root, 1, f"{bad_id}, -1")
+    with pytest.raises(ValueError, match="cannot be used as a file name"):
+        load_siim_records(root)

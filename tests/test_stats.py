@@ -3,7 +3,8 @@ import pandas as pd
 import pytest
 from scipy.stats import norm
 
-from repro.stats import FAIL, PASS, UNCERTAIN, format_p, mixed_model_contrasts, tukey_p_value
+from repro.protocol import FAIL, NOT_MEASURED, PASS, UNCERTAIN
+from repro.statistics.mixed import format_p, mixed_model_contrasts, tukey_p_value
 
 
 def planted_scores(effects: dict[str, float], n_images=60, seed=0, noise=0.05, image_sd=0.1):
@@ -58,12 +59,22 @@ def test_constant_baseline_group():
     assert results[0].estimate == pytest.approx(means["method"] - 0.5, abs=1e-6)
 
 
-def test_nan_rows_dropped_and_missing_group_named():
+def test_nan_rows_dropped_and_a_group_without_scores_not_measured():
     scores = planted_scores({"a": 0.0, "b": 0.1})
     scores.loc[0, "score"] = np.nan
-    assert mixed_model_contrasts(scores, [("b", "a")])[0].verdict == PASS
-    with pytest.raises(ValueError, match="group 'zzz'"):
-        mixed_model_contrasts(scores, [("zzz", "a")])
+    (contrast,) = mixed_model_contrasts(scores, [("b", "a")])
+    assert contrast.verdict == PASS and contrast.n == 2 * 60 - 1
+    missing, kept = mixed_model_contrasts(scores, [("zzz", "a"), ("b", "a")])
+    assert missing.verdict == NOT_MEASURED and np.isnan(missing.p_value) and kept.verdict == PASS
+
+
+def test_unequal_n_uses_the_fit_of_what_remains():
+    """Degenerate maps leave groups with different n: the contrast is the fitted difference."""
+    scores = planted_scores({"a": 0.0, "b": 0.1}, n_images=40)
+    scores = scores.drop(index=scores[(scores.group == "b")].index[:15])
+    (contrast,) = mixed_model_contrasts(scores, [("b", "a")])
+    assert contrast.verdict == PASS and contrast.n == 40 + 25
+    assert contrast.estimate == pytest.approx(0.1, abs=0.03)
 
 
 def test_format_p():

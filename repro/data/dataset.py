@@ -3,8 +3,11 @@
 Both competitions (and the synthetic phantoms, which use the same layouts) load into one
 `Dataset`. Decoding a thousand 1024-pixel DICOMs takes minutes, so the decoded, resized arrays
 are cached as a compressed .npz per (data set, input size, source fingerprint): a second run
-reads the cache, and any change to the label CSVs or the DICOM files (name, size or mtime)
-changes the fingerprint and rebuilds it.
+reads the cache, and any change to the label CSVs, the split or the DICOM files (name, size or
+mtime) changes the fingerprint and rebuilds it; an unreadable cache file is rebuilt too.
+
+Images are kept as uint16 (65,536 grey levels), so a 12-bit radiograph keeps its contrast through
+the cache; `model_inputs` gives the [0, 255] float scale the Keras models expect.
 """
 from __future__ import annotations
 
@@ -20,7 +23,7 @@ from tqdm.auto import tqdm
 
 from repro.data import rsna, siim
 from repro.data.dicom import read_dicom
-from repro.data.splits import paper_split, read_split_csv
+from repro.data.splits import paper_split_lists, read_split_csv
 from repro.data.tables import read_label_csv
 from repro.io import write_npz
 
@@ -28,7 +31,8 @@ log = logging.getLogger(__name__)
 
 DATASETS = ("siim", "rsna")
 TRUTH_CSV = "phantom-truth.csv"   # written by the phantom generator beside the Kaggle files
-CACHE_VERSION = 1                  # bump when the cached arrays' meaning changes
+CACHE_VERSION = 2                  # bump when the cached arrays' meaning changes
+GREY_LEVELS = 65535                # uint16 full scale; 65535 / 257 = 255
 
 
 @dataclass
@@ -39,10 +43,19 @@ class Dataset:
     ids: np.ndarray          # (N,) str
     labels: np.ndarray       # (N,) int8, 1 = finding present
     splits: np.ndarray       # (N,) str: train / val / test
-    images: np.ndarray       # (N, S, S) uint8, brighter = denser
+    images: np.ndarray       # (N, S, S) uint16, brighter = denser
     masks: np.ndarray        # (N, S, S) bool: SIIM masks or RSNA filled boxes
     evidence: np.ndarray | None = None    # (N, S, S) bool: the phantoms' true evidence region
     confounder: np.ndarray | None = None  # (N,) bool: the phantoms' confounder flag
+    split_rank: np.ndarray | None = None  # (N,) int32: position in its split's list; default row order
+    fingerprint: str = ""    # of the sources the arrays were decoded from
+
+    def __post_init__(self):
+        if self.split_rank is None:
+            self.split_rank = np.zeros(len(self.ids), dtype=np.int32)
+            for name in np.unique(self.splits):
+                rows = self.splits == name
+                self.split_rank[rows] = np.arange(rows.sum())
 
     def indices(self, split: str | None = None, *, positive: bool | None = None) -> np.ndarray:
         keep = np.ones(len(self.ids), dtype=bool)
@@ -52,19 +65,31 @@ class Dataset:
             keep &= (self.labels == 1) == positive
         return np.flatnonzero(keep)
 
+    def split_list(self, split: str) -> np.ndarray:
+        """Row indices of one split in the split's own order (the authors' test list order)."""
+        rows = self.indices(split)
+        return rows[np.argsort(self.split_rank[rows], kind="stable")]
+
+    def pixels(self, indices=None) -> np.ndarray:
+        """float32 (n, S, S) grey levels in [0, 255]."""
+        images = self.images if indices is None else self.images[indices]
+        return images.astype(np.float32) / (GREY_LEVELS / 255.0)
+
     def model_inputs(self, indices=None) -> np.ndarray:
         """float32 (n, S, S, 3) in [0, 255]: grayscale copied into 3 channels, as the paper.
 
         Each model applies its own input scaling (Inception [-1, 1], DenseNet ImageNet mean/std).
         """
-        images = self.images if indices is None else self.images[indices]
-        return np.repeat(images[..., None].astype(np.float32), 3, axis=-1)
+        return np.repeat(self.pixels(indices)[..., None], 3, axis=-1)
 
 
 def load_dataset(name: str, root: str | Path, size: int, *, cache_dir: str | Path,
-                 split_csv: str | Path | None = None, drop_not_normal: bool = True,
-                 progress: bool = True) -> Dataset:
-    """Load SIIM or RSNA from its Kaggle layout at `size` x `size`, through the cache."""
+                 split="paper", drop_not_normal: bool = True, progress: bool = True) -> Dataset:
+    """Load SIIM or RSNA from its Kaggle layout at `size` x `size`, through the cache.
+
+    `split` is "paper" (the authors' procedure), a split CSV path, or an object with
+    test_fraction, val_fraction and seed (the same procedure with other fractions).
+    """
     if name not in DATASETS:
         raise ValueError(f"unknown data set {name!r}; expected one of {', '.join(DATASETS)}")
     if int(size) < 32:
@@ -74,30 +99,55 @@ def load_dataset(name: str, root: str | Path, size: int, *, cache_dir: str | Pat
                else rsna.load_rsna_records(root, drop_not_normal=drop_not_normal))
     if not records:
         raise ValueError(f"{root}: no images listed in the {name} label file")
-    fingerprint = _fingerprint(name, root, size, records, split_csv, drop_not_normal)
-    cache_path = Path(cache_dir) / f"{name}-{size}px-{fingerprint[:16]}.npz"
-    if cache_path.is_file():
-        log.info("reading cached %s arrays from %s", name, cache_path)
-        return _read_cache(cache_path)
+    label_files = [root / "train-rle.csv"] if name == "siim" else [root / rsna.LABELS_CSV, root / rsna.CLASS_CSV]
+    fingerprint = source_fingerprint([CACHE_VERSION, name, int(size), bool(drop_not_normal)], root,
+                                     label_files + [root / TRUTH_CSV], [r.dicom_path for r in records], split)
+    return cached(Path(cache_dir), name, size, fingerprint,
+                  lambda: _decode(name, root, size, records, split, fingerprint, progress))
 
-    _remove_stale(Path(cache_dir), name, size, keep=cache_path)
-    dataset = _decode(name, root, size, records, split_csv, progress)
+
+def cached(cache_dir: Path, name: str, size: int, fingerprint: str, build) -> Dataset:
+    """The cached arrays for `fingerprint`, or `build()` written to the cache (stale ones removed)."""
+    cache_path = cache_dir / f"{name}-{size}px-{fingerprint[:16]}.npz"
+    if cache_path.is_file():
+        try:
+            dataset = _read_cache(cache_path)
+            log.info("reading cached %s arrays from %s", name, cache_path)
+            return dataset
+        except Exception as err:  # truncated or damaged: decode again
+            log.warning("%s: damaged cache (%s); decoding the images again", cache_path, err)
+    _remove_stale(cache_dir, name, size, keep=cache_path)
+    dataset = build()
     arrays = {k: v for k, v in vars(dataset).items() if isinstance(v, np.ndarray)}
-    write_npz(cache_path, meta=np.array(json.dumps({"name": name, "size": size})), **arrays)
+    meta = {"name": name, "size": size, "fingerprint": fingerprint}
+    write_npz(cache_path, meta=np.array(json.dumps(meta)), **arrays)
     log.info("cached %s arrays in %s", name, cache_path)
     return dataset
 
 
-def _decode(name, root, size, records, split_csv, progress) -> Dataset:
+def split_of(ids, split) -> tuple[np.ndarray, np.ndarray]:
+    """(split names, rank within split) for `ids`, from "paper", a CSV path or fractions."""
+    if isinstance(split, str) and split == "paper":
+        lists = paper_split_lists(ids)
+    elif isinstance(split, (str, Path)):
+        lists = read_split_csv(split, ids)
+    else:
+        lists = paper_split_lists(ids, test_size=split.test_fraction, val_size=split.val_fraction,
+                                  random_state=split.seed)
+    where = {i: (name, rank) for name, members in lists.items() for rank, i in enumerate(members)}
+    return (np.array([where[i][0] for i in ids]), np.array([where[i][1] for i in ids], dtype=np.int32))
+
+
+def _decode(name, root, size, records, split, fingerprint, progress) -> Dataset:
     n = len(records)
     ids = np.array([r.image_id for r in records])
-    images = np.zeros((n, size, size), dtype=np.uint8)
+    images = np.zeros((n, size, size), dtype=np.uint16)
     masks = np.zeros((n, size, size), dtype=bool)
     truth = _read_truth(root)
     evidence = np.zeros((n, size, size), dtype=bool) if truth is not None else None
     for i, record in enumerate(tqdm(records, desc=f"decoding {name} DICOMs", disable=None if progress else True)):
         pixels = read_dicom(record.dicom_path)
-        images[i] = np.round(_resize(pixels, size) * 255.0).astype(np.uint8)
+        images[i] = to_grey_levels(_resize(pixels, size))
         if name == "siim":
             masks[i] = _resize_mask(siim.decode_record_mask(record, *pixels.shape), size)
         else:
@@ -106,14 +156,18 @@ def _decode(name, root, size, records, split_csv, progress) -> Dataset:
         if truth is not None:
             rle = truth["Evidence"].get(ids[i], "-1")
             evidence[i] = _resize_mask(siim.rle_decode(rle, *pixels.shape, where=f"{TRUTH_CSV}: {ids[i]}"), size)
-    split = read_split_csv(split_csv, ids) if split_csv else paper_split(ids)
+    splits, rank = split_of(list(ids), split)
     confounder = None
     if truth is not None:
         confounder = np.array([truth["Confounder"].get(i, "0") == "1" for i in ids])
-    return Dataset(name=name, size=size, ids=ids,
-                   labels=np.array([r.label for r in records], dtype=np.int8),
-                   splits=np.array([split[i] for i in ids]), images=images, masks=masks,
-                   evidence=evidence, confounder=confounder)
+    return Dataset(name=name, size=size, ids=ids, labels=np.array([r.label for r in records], dtype=np.int8),
+                   splits=splits, split_rank=rank, images=images, masks=masks,
+                   evidence=evidence, confounder=confounder, fingerprint=fingerprint)
+
+
+def to_grey_levels(image: np.ndarray) -> np.ndarray:
+    """[0, 1] float -> uint16 grey levels."""
+    return np.round(np.clip(image, 0.0, 1.0) * GREY_LEVELS).astype(np.uint16)
 
 
 def _resize(image: np.ndarray, size: int) -> np.ndarray:
@@ -137,16 +191,19 @@ def _read_truth(root: Path) -> dict[str, dict[str, str]] | None:
     return {column: dict(zip(table["ImageId"], table[column])) for column in ("Evidence", "Confounder")}
 
 
-def _fingerprint(name, root: Path, size, records, split_csv, drop_not_normal) -> str:
+def source_fingerprint(settings, root: Path, label_files, image_paths, split) -> str:
+    """sha256 over the settings, the label files' bytes, the split and each image's name, size, mtime."""
     digest = hashlib.sha256()
-    digest.update(json.dumps([CACHE_VERSION, name, int(size), bool(drop_not_normal)]).encode())
-    label_files = [root / "train-rle.csv"] if name == "siim" else [root / rsna.LABELS_CSV, root / rsna.CLASS_CSV]
-    for path in [*label_files, root / TRUTH_CSV, *([Path(split_csv)] if split_csv else [])]:
-        digest.update(str(path.name).encode())
-        digest.update(path.read_bytes() if path.is_file() else b"<absent>")
-    for record in records:
-        stat = record.dicom_path.stat()
-        digest.update(f"{record.dicom_path.relative_to(root)}:{stat.st_size}:{stat.st_mtime_ns}".encode())
+    digest.update(json.dumps(settings).encode())
+    split_files = [Path(split)] if isinstance(split, (str, Path)) and str(split) != "paper" else []
+    if not isinstance(split, (str, Path)):
+        digest.update(json.dumps([split.test_fraction, split.val_fraction, split.seed]).encode())
+    for path in [*label_files, *split_files]:
+        digest.update(str(Path(path).name).encode())
+        digest.update(Path(path).read_bytes() if Path(path).is_file() else b"<absent>")
+    for path in image_paths:
+        stat = path.stat()
+        digest.update(f"{path.relative_to(root)}:{stat.st_size}:{stat.st_mtime_ns}".encode())
     return digest.hexdigest()
 
 
@@ -154,7 +211,7 @@ def _read_cache(path: Path) -> Dataset:
     with np.load(path, allow_pickle=False) as stored:
         meta = json.loads(str(stored["meta"]))
         arrays = {k: stored[k] for k in stored.files if k != "meta"}
-    return Dataset(name=meta["name"], size=meta["size"], **arrays)
+    return Dataset(name=meta["name"], size=meta["size"], fingerprint=meta["fingerprint"], **arrays)
 
 
 def _remove_stale(cache_dir: Path, name: str, size: int, *, keep: Path) -> None:

@@ -7,12 +7,15 @@ which setup.cfg installs.
 """
 from __future__ import annotations
 
+import contextlib
+import logging
 import os
 from pathlib import Path
 
 import numpy as np
 import pydicom
 from pydicom.dataset import Dataset, FileMetaDataset
+from pydicom.pixels import apply_modality_lut, apply_voi_lut
 from pydicom.uid import ExplicitVRLittleEndian, SecondaryCaptureImageStorage, generate_uid
 
 from repro.io import atomic_path
@@ -25,8 +28,8 @@ class DicomError(ValueError):
 def read_dicom(path: str | os.PathLike) -> np.ndarray:
     """Decode one DICOM file into float32 (H, W) in [0, 1], brighter = denser.
 
-    The display range is the full range the stored bits allow (BitsStored), after Rescale
-    Slope/Intercept; MONOCHROME1 images are inverted so that bone is white in both conventions.
+    The grey levels are mapped to [0, 1] as a DICOM viewer shows them (`_display_range`), and
+    MONOCHROME1 images are inverted so that bone is white in both conventions.
     """
     path = Path(path)
     try:
@@ -45,7 +48,8 @@ def read_dicom(path: str | os.PathLike) -> np.ndarray:
     if int(ds.get("NumberOfFrames", 1) or 1) != 1:
         raise DicomError(f"{path}: expected a single frame, got {ds.NumberOfFrames} frames")
     try:
-        pixels = ds.pixel_array
+        with _quiet_decoders():
+            pixels = ds.pixel_array
     except Exception as err:  # truncated data, missing decoder plugin, corrupt stream
         raise DicomError(
             f"{path}: pixel data cannot be decoded (transfer syntax "
@@ -53,18 +57,63 @@ def read_dicom(path: str | os.PathLike) -> np.ndarray:
     if pixels.ndim != 2:
         raise DicomError(f"{path}: expected a 2-D image, got pixel array of shape {pixels.shape}")
 
-    bits_stored = int(ds.get("BitsStored", pixels.dtype.itemsize * 8))
-    signed = int(ds.get("PixelRepresentation", 0)) == 1
-    low, high = (-(2 ** (bits_stored - 1)), 2 ** (bits_stored - 1) - 1) if signed else (0, 2 ** bits_stored - 1)
-    slope = float(ds.get("RescaleSlope", 1.0) or 1.0)
-    intercept = float(ds.get("RescaleIntercept", 0.0) or 0.0)
-    values = pixels.astype(np.float64) * slope + intercept
-    ends = sorted((low * slope + intercept, high * slope + intercept))
-    image = (values - ends[0]) / (ends[1] - ends[0])
-    image = np.clip(image, 0.0, 1.0)
+    image = _display_range(ds, pixels)
     if photometric == "MONOCHROME1":
         image = 1.0 - image
     return image.astype(np.float32)
+
+
+@contextlib.contextmanager
+def _quiet_decoders():
+    """pydicom logs each failing decoder plugin with a traceback before it raises; the raised
+    error is reported in one line instead (issue: a corrupt JPEG stream printed three tracebacks)."""
+    logger = logging.getLogger("pydicom")
+    level = logger.level
+    logger.setLevel(logging.CRITICAL)
+    try:
+        yield
+    finally:
+        logger.setLevel(level)
+
+
+def _display_range(ds, pixels: np.ndarray) -> np.ndarray:
+    """Stored values -> [0, 1], after the modality LUT (Rescale Slope/Intercept):
+
+    - a VOI window or VOI LUT in the file is applied with pydicom's `apply_voi_lut` (as viewers
+      do) and its output range is scaled to [0, 1];
+    - otherwise, up to 8 stored bits use the full range the bits allow (the competitions' 8-bit
+      files, the phantoms); more than 8 bits use the image's own minimum and maximum, because
+      16-bit files often use 10-12 bits and a fixed 0..65535 range would keep a dozen grey levels.
+    """
+    values = apply_modality_lut(pixels, ds).astype(np.float64)
+    if "WindowCenter" in ds or "VOILUTSequence" in ds:
+        windowed = apply_voi_lut(values, ds).astype(np.float64)
+        low, high = _voi_output_range(ds, windowed)
+    else:
+        windowed = values
+        bits_stored = int(ds.get("BitsStored", pixels.dtype.itemsize * 8))
+        if bits_stored > 8:
+            low, high = float(values.min()), float(values.max())
+        else:
+            signed = int(ds.get("PixelRepresentation", 0)) == 1
+            stored = (-(2 ** (bits_stored - 1)), 2 ** (bits_stored - 1) - 1) if signed else (0, 2 ** bits_stored - 1)
+            low, high = sorted(float(apply_modality_lut(np.array(stored), ds)[i]) for i in (0, 1))
+    if high <= low:
+        return np.zeros(values.shape, dtype=np.float64)
+    return np.clip((windowed - low) / (high - low), 0.0, 1.0)
+
+
+def _voi_output_range(ds, windowed: np.ndarray) -> tuple[float, float]:
+    """The range `apply_voi_lut` maps into: the LUT's bit depth for a LUT, else the stored range."""
+    if "VOILUTSequence" in ds and "WindowCenter" not in ds:
+        bits = int(ds.VOILUTSequence[0].LUTDescriptor[2])
+        return 0.0, float(2 ** bits - 1)
+    bits_stored = int(ds.get("BitsStored", 16))
+    if int(ds.get("PixelRepresentation", 0)) == 1 and "RescaleSlope" not in ds:
+        return float(-(2 ** (bits_stored - 1))), float(2 ** (bits_stored - 1) - 1)
+    if "RescaleSlope" in ds or "RescaleIntercept" in ds:
+        return float(windowed.min()), float(windowed.max())
+    return 0.0, float(2 ** bits_stored - 1)
 
 
 def write_dicom(path: str | os.PathLike, image: np.ndarray, *, bits: int = 8,

@@ -32,7 +32,7 @@ from tqdm import tqdm
 
 from repro.data.dicom import write_dicom
 from repro.data.siim import rle_encode
-from repro.io import write_text
+from repro.io import write_bytes, write_text
 
 FINDINGS = (None, "pneumothorax", "pneumonia", "not_normal")
 POSITIVE_FINDINGS = ("pneumothorax", "pneumonia")
@@ -702,3 +702,42 @@ def _truth_row(image_id: str, phantom: Phantom) -> str:
 
 def _write_truth(root: Path, rows: list[str]) -> None:
     write_text(root / "phantom-truth.csv", "\n".join(["ImageId,Evidence,Confounder", *rows]) + "\n")
+
+
+def make_folder_layout(out_dir: str | Path, n: int, seed: int, config: PhantomConfig = PhantomConfig(),
+                       *, truth: str = "masks", progress: bool = True) -> Path:
+    """A data set of your own's layout (repro.data.folder), made of phantoms: images/<id>.png,
+    labels.csv (image,label) and masks/<id>.png of the pneumothorax phantoms (truth="masks") or
+    boxes.csv of the pneumonia phantoms (truth="boxes"). For trying `data.source: folder` and
+    user-supplied models without data of one's own.
+    """
+    if truth not in ("masks", "boxes"):
+        raise ValueError(f"make_folder_layout: truth must be 'masks' or 'boxes', got {truth!r}")
+    root = Path(out_dir)
+    layout = "siim" if truth == "masks" else "rsna"
+    layout_rng, image_seeds = _streams(seed, layout, n, config)
+    finding, prevalence = (("pneumothorax", config.siim_prevalence) if truth == "masks"
+                           else ("pneumonia", config.rsna_prevalence))
+    findings = _assign(layout_rng, n, {finding: round(n * prevalence)})
+    labels, boxes = ["image,label"], ["image,x,y,width,height"]
+    for index in tqdm(range(n), desc="folder phantoms", unit="image", disable=None if progress else True):
+        phantom = render_phantom(np.random.default_rng(image_seeds[index]), findings[index], config)
+        image_id = f"case{index:04d}"
+        _write_png(root / "images" / f"{image_id}.png", np.round(phantom.image * 255).astype(np.uint8))
+        labels.append(f"{image_id}.png,{int(findings[index] is not None)}")
+        if findings[index] is not None and truth == "masks":
+            _write_png(root / "masks" / f"{image_id}.png", phantom.mask.astype(np.uint8) * 255)
+        boxes += [f"{image_id}.png,{x},{y},{w},{h}" for x, y, w, h in phantom.boxes]
+    if truth == "boxes":
+        write_text(root / "boxes.csv", "\n".join(boxes) + "\n")
+    write_text(root / "labels.csv", "\n".join(labels) + "\n")
+    return root
+
+
+def _write_png(path: Path, pixels: np.ndarray) -> None:
+    import io
+
+    from PIL import Image
+    buffer = io.BytesIO()
+    Image.fromarray(pixels).save(buffer, format="PNG")
+    write_bytes(path, buffer.getvalue())

@@ -1,18 +1,53 @@
-"""An experiment's data sets: the phantoms made if the experiment uses them, then every data set
-loaded at the experiment's input size through the cache (the first stage of `repro all`)."""
+"""An experiment's data sets: the first stage of `repro all`.
+
+`data_sources(experiment)` says how to load each data set (picklable, so a worker process can load
+it from the cache); `prepare_data` makes the phantoms when the experiment uses them, then loads
+every data set at the experiment's input size through the cache.
+"""
 from __future__ import annotations
 
 import json
 import logging
+from dataclasses import dataclass
 from pathlib import Path
 
-from repro.data import rsna
 from repro.data.dataset import Dataset, load_dataset
 from repro.data.phantoms import PhantomConfig, make_phantoms
-from repro.experiments import Experiment
+from repro.experiments import Experiment, SplitFractions
 from repro.io import write_json
 
 log = logging.getLogger(__name__)
+
+
+@dataclass(frozen=True)
+class DataSource:
+    """How to load one data set of an experiment."""
+    name: str
+    root: Path
+    size: int
+    cache_dir: Path
+    split: str | Path | SplitFractions     # "paper", a split CSV, or fractions
+    drop_not_normal: bool
+    folder: object = None                  # FolderData for a user's folder data set
+
+    def load(self, *, progress: bool = True) -> Dataset:
+        if self.folder is not None:
+            from repro.data.folder import load_folder_dataset
+            return load_folder_dataset(self.name, self.root, self.size, self.folder, cache_dir=self.cache_dir,
+                                       split=self.split, progress=progress)
+        return load_dataset(self.name, self.root, self.size, cache_dir=self.cache_dir, split=self.split,
+                            drop_not_normal=self.drop_not_normal, progress=progress)
+
+
+def data_sources(experiment: Experiment) -> dict[str, DataSource]:
+    data = experiment.settings.data
+    split = data.split
+    if isinstance(split, str) and split != "paper":
+        split = experiment.resolve(split)
+    return {name: DataSource(name, experiment.dataset_root(name), data.input_size, experiment.layout.cache_dir,
+                             split, data.drop_not_normal,
+                             data.folder[name] if data.source == "folder" else None)
+            for name in experiment.datasets}
 
 
 def ensure_phantoms(experiment: Experiment, *, progress: bool = True) -> None:
@@ -21,33 +56,25 @@ def ensure_phantoms(experiment: Experiment, *, progress: bool = True) -> None:
     The generator writes each layout's CSVs last, so a layout with its CSVs and a matching
     settings file is complete; anything else is generated again (deterministically).
     """
-    settings = dict(experiment.data["phantoms"])
-    n, seed = settings.pop("n"), settings.pop("seed", 0)
-    data_dir = experiment.run_dir / "data"
-    stamp = data_dir / "phantoms.json"
+    settings = experiment.settings.data.phantoms.model_dump()
+    n, seed = settings.pop("n"), settings.pop("seed")
+    layout = experiment.layout
     wanted = {"n": n, "seed": seed, **settings}
+    stamp = layout.phantom_stamp
     complete = stamp.is_file() and json.loads(stamp.read_text()) == wanted and all(
-        _layout_complete(experiment.dataset_root(d), d) for d in experiment.data["datasets"])
+        all((layout.phantom_root(name) / f).is_file() for f in spec.label_files)
+        for name, spec in experiment.datasets.items())
     if complete:
-        log.info("phantoms already in %s", data_dir)
+        log.info("phantoms already in %s", stamp.parent)
         return
-    make_phantoms(data_dir, n, seed, datasets=tuple(experiment.data["datasets"]),
+    stamp.unlink(missing_ok=True)
+    make_phantoms(stamp.parent, n, seed, datasets=tuple(experiment.datasets),
                   config=PhantomConfig(**settings), progress=progress)
     write_json(stamp, wanted)
 
 
 def prepare_data(experiment: Experiment, *, progress: bool = True) -> dict[str, Dataset]:
     """Every data set of the experiment at its input size (phantoms made first if needed)."""
-    if experiment.data["source"] == "phantoms":
+    if experiment.settings.data.source == "phantoms":
         ensure_phantoms(experiment, progress=progress)
-    split = experiment.data["split"]
-    return {name: load_dataset(name, experiment.dataset_root(name), experiment.data["input_size"],
-                               cache_dir=experiment.cache_dir,
-                               split_csv=None if split == "paper" else Path(split).expanduser(),
-                               drop_not_normal=experiment.data["drop_not_normal"], progress=progress)
-            for name in experiment.data["datasets"]}
-
-
-def _layout_complete(root: Path, dataset: str) -> bool:
-    needed = ["train-rle.csv"] if dataset == "siim" else [rsna.LABELS_CSV, rsna.CLASS_CSV]
-    return all((root / name).is_file() for name in needed)
+    return {name: source.load(progress=progress) for name, source in data_sources(experiment).items()}

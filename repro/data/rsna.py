@@ -3,7 +3,8 @@
 Layout: stage_2_train_images/<patientId>.dcm, stage_2_train_labels.csv (patientId, x, y, width,
 height, Target; one row per box, Target=0 rows have empty boxes) and stage_2_detailed_class_info.csv
 (patientId, class). The paper kept "Normal" and "Lung Opacity" and dropped the
-"No Lung Opacity / Not Normal" class (PROTOCOL-NOTES.md, Data).
+"No Lung Opacity / Not Normal" class (docs/protocol.md, Data). A patient with Target=1 boxes and
+a "Not Normal" class row is kept as positive, with a warning.
 """
 from __future__ import annotations
 
@@ -15,6 +16,7 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
+from repro.data.ids import check_id
 from repro.data.tables import read_label_csv
 
 log = logging.getLogger(__name__)
@@ -45,19 +47,28 @@ def load_rsna_records(root: str | Path, *, drop_not_normal: bool = True) -> list
                                 "(or keep it with drop_not_normal=False)")
     if not image_dir.is_dir():
         raise FileNotFoundError(f"RSNA image folder not found: {image_dir}")
-    dropped = set()
-    if drop_not_normal:
-        dropped = set(classes.loc[classes["class"] == NOT_NORMAL, "patientId"])
+    not_normal = set()
+    if classes is not None:
+        not_normal = set(classes.loc[classes["class"] == NOT_NORMAL, "patientId"])
+        unclassified = [p for p in labels["patientId"].unique() if p not in set(classes["patientId"])]
+        if unclassified:
+            raise ValueError(f"{class_path.name}: {len(unclassified)} patientId(s) of {labels_path.name} have "
+                             f"no class row, e.g. {unclassified[:3]}; the two files must list the same patients")
 
     records = []
     for patient_id, rows in labels.groupby("patientId", sort=False):
-        if patient_id in dropped:
-            continue
+        check_id(patient_id, where=f"{labels_path.name}: row {rows['row'].iloc[0]}")
         targets = set(rows["Target"])
         if not targets <= {"0", "1"} or len(targets) != 1:
             raise ValueError(f"{labels_path.name}: patientId {patient_id} has Target values "
                              f"{sorted(targets)} (rows {list(rows['row'])}); expected all 0 or all 1")
         label = int(targets.pop())
+        if drop_not_normal and patient_id in not_normal:
+            if not label:
+                continue
+            # A box outranks a class row: the patient is kept as positive, and the user is told.
+            log.warning("%s: patientId %s has Target=1 boxes and a '%s' class row; kept as positive",
+                        class_path.name, patient_id, NOT_NORMAL)
         boxes = tuple(_parse_box(row, labels_path.name) for _, row in rows.iterrows()) if label else ()
         dicom_path = image_dir / f"{patient_id}.dcm"
         if not dicom_path.is_file():
@@ -70,10 +81,11 @@ def load_rsna_records(root: str | Path, *, drop_not_normal: bool = True) -> list
 def boxes_to_mask(boxes, source_size: tuple[int, int], size: int, *, where: str = "") -> np.ndarray:
     """Fill boxes into a (size, size) mask with the authors' rule.
 
-    Corners are rescaled as int(size * coord / 1023) for a 1024-pixel source, i.e. with the
-    source's last index as the divisor (int(S * c / (source - 1))), and filled with inclusive
-    ends: mask[y0:y1 + 1, x0:x1 + 1] = True (PROTOCOL-NOTES.md, Data). Boxes reaching outside
-    the image are clipped with a warning.
+    The corners are first truncated to whole source pixels, int(x) and int(x + width), then
+    rescaled as int(size * (c / 1023)) for a 1024-pixel source, i.e. with the source's last index
+    as the divisor, and filled with inclusive ends: mask[y0:y1 + 1, x0:x1 + 1] = True
+    (create_maps_rsna.py L194-197 and L274-277; docs/protocol.md). Boxes reaching outside the
+    image are clipped with a warning.
     """
     height, width = source_size
     mask = np.zeros((size, size), dtype=bool)
@@ -86,8 +98,8 @@ def boxes_to_mask(boxes, source_size: tuple[int, int], size: int, *, where: str 
         cx0, cy0, cx1, cy1 = clipped
         if cx1 < cx0 or cy1 < cy0:
             continue  # entirely outside
-        c0, c1 = int(size * cx0 / (width - 1)), int(size * cx1 / (width - 1))
-        r0, r1 = int(size * cy0 / (height - 1)), int(size * cy1 / (height - 1))
+        c0, c1 = (int(size * (int(c) / (width - 1))) for c in (cx0, cx1))
+        r0, r1 = (int(size * (int(c) / (height - 1))) for c in (cy0, cy1))
         mask[r0:r1 + 1, c0:c1 + 1] = True
     return mask
 

@@ -15,6 +15,7 @@ from pathlib import Path
 
 import numpy as np
 
+from repro.data.ids import check_id
 from repro.data.tables import read_label_csv
 
 
@@ -33,14 +34,8 @@ def rle_decode(rle: str, height: int, width: int, *, where: str = "") -> np.ndar
     mask = np.zeros(height * width, dtype=bool)
     if text in ("-1", ""):
         return mask.reshape(height, width)
-    try:
-        numbers = np.array([int(token) for token in text.split()], dtype=np.int64)
-    except ValueError as err:
-        raise RLEError(f"{prefix}RLE has a token that is not an integer ({err})") from None
-    if numbers.size % 2:
-        raise RLEError(f"{prefix}RLE has an odd number of values ({numbers.size}); expected start/length pairs")
-    if (numbers < 0).any():
-        raise RLEError(f"{prefix}RLE has negative values")
+    _check_rle_syntax(text, where=where or "RLE")
+    numbers = np.array([int(token) for token in text.split()], dtype=np.int64)
     starts, lengths = numbers[0::2], numbers[1::2]
     ends = np.cumsum(starts + lengths)  # each start counts from the end of the previous run
     begins = ends - lengths
@@ -79,12 +74,12 @@ class SiimRecord:
 
 
 def find_dicoms(image_dir: str | Path) -> dict[str, Path]:
-    """Map file stem -> path for every .dcm under image_dir (the Kaggle folders nest them)."""
+    """Map file stem -> path for every .dcm (or .DCM) under image_dir (the Kaggle folders nest them)."""
     image_dir = Path(image_dir)
     if not image_dir.is_dir():
         raise FileNotFoundError(f"image folder not found: {image_dir}")
     found: dict[str, Path] = {}
-    for path in sorted(image_dir.rglob("*.dcm")):
+    for path in sorted(p for p in image_dir.rglob("*") if p.suffix.lower() == ".dcm" and p.is_file()):
         if path.stem in found:
             raise ValueError(f"two DICOMs share the id {path.stem!r}: {found[path.stem]} and {path}")
         found[path.stem] = path
@@ -104,16 +99,24 @@ def load_siim_records(root: str | Path, *, csv_name: str = "train-rle.csv",
     dicoms = find_dicoms(root / image_dir)
     records = []
     for image_id, rows in table.groupby("ImageId", sort=False):
+        check_id(image_id, where=f"{csv_path.name}: row {rows['row'].iloc[0]}")
         if image_id not in dicoms:
             raise FileNotFoundError(
                 f"{csv_path}: ImageId {image_id} (row {rows['row'].iloc[0]}) has no DICOM under {root / image_dir}")
-        rles, row_numbers = [], []
+        rles, row_numbers, negative_rows = [], [], []
         for rle, row in zip(rows["EncodedPixels"], rows["row"]):
-            if rle in ("-1", ""):
+            where = f"{csv_path.name}: ImageId {image_id}, row {row}"
+            if rle == "":
+                raise RLEError(f"{where}: EncodedPixels is empty; write -1 for an image without pneumothorax")
+            if rle == "-1":
+                negative_rows.append(int(row))
                 continue
-            _check_rle_syntax(rle, where=f"{csv_path.name}: ImageId {image_id}, row {row}")
+            _check_rle_syntax(rle, where=where)
             rles.append(rle)
             row_numbers.append(int(row))
+        if rles and negative_rows:
+            raise RLEError(f"{csv_path.name}: ImageId {image_id} has both a -1 row (row {negative_rows[0]}) "
+                           f"and mask rows (row {row_numbers[0]}); an image is either negative or positive")
         records.append(SiimRecord(image_id, dicoms[image_id], int(bool(rles)), tuple(rles),
                                   tuple(row_numbers) or (int(rows['row'].iloc[0]),)))
     return records
@@ -127,10 +130,17 @@ def decode_record_mask(record: SiimRecord, height: int, width: int) -> np.ndarra
     return mask
 
 
+# A 1024x1024 image has 2**20 pixels; any start or length beyond 2**40 is a damaged row, and
+# refusing it here keeps the int64 running sum of starts far from overflow.
+_MAX_RLE_VALUE = 2 ** 40
+
+
 def _check_rle_syntax(rle: str, *, where: str) -> None:
     tokens = rle.split()
     if not all(t.lstrip("-").isdigit() for t in tokens):
         raise RLEError(f"{where}: RLE has a token that is not an integer")
+    if any(len(t) > 13 or int(t) > _MAX_RLE_VALUE for t in tokens):
+        raise RLEError(f"{where}: RLE has a value larger than any image (over {_MAX_RLE_VALUE})")
     if len(tokens) % 2:
         raise RLEError(f"{where}: RLE has an odd number of values ({len(tokens)}); expected start/length pairs")
     if any(t.startswith("-") for t in tokens):

@@ -19,6 +19,7 @@ import tensorflow as tf
 from sklearn.metrics import roc_auc_score
 
 from repro.data.dataset import Dataset
+from repro.experiments import ModelSpec, TrainSettings
 from repro.metrics import auprc
 from repro.models import retinanet
 from repro.models.batchnorm import set_bn_momentum
@@ -27,25 +28,24 @@ from repro.models.unet import build_unet, dice_bce_loss
 
 
 class Task:
-    """One model to train: its spec (arch, seed, architecture settings) and `train` settings."""
-    datasets: tuple[str, ...] = ("siim", "rsna")
+    """One model to train: its spec (architecture, seed, settings) and its training settings."""
     monitor: str
 
-    def __init__(self, spec: dict, settings: dict, dataset: Dataset):
+    def __init__(self, spec: ModelSpec, settings: TrainSettings, dataset: Dataset):
         self.spec, self.settings, self.size = spec, settings, dataset.size
 
     def model(self) -> keras.Model:
         """The model before compilation, initialised from Keras' global seed (set it first)."""
         model = self._model()
-        if self.settings["bn_momentum"] is not None:
-            set_bn_momentum(model, self.settings["bn_momentum"])
+        if self.settings.bn_momentum is not None:
+            set_bn_momentum(model, self.settings.bn_momentum)
         return model
 
     def build(self) -> keras.Model:
         """The model compiled for training."""
         model = self.model()
-        model.compile(optimizer=keras.optimizers.Adam(self.settings["learning_rate"]),
-                      run_eagerly=self.settings["eager"], **self._loss())
+        model.compile(optimizer=keras.optimizers.Adam(self.settings.learning_rate),
+                      run_eagerly=self.settings.eager, **self._loss())
         return model
 
     def targets(self, labels: np.ndarray, masks: np.ndarray):
@@ -72,7 +72,7 @@ class ClassificationTask(Task):
     monitor = "auc"
 
     def _model(self):
-        return build_classifier(self.spec["arch"], self.size, weights=self.spec["weights"])
+        return build_classifier(self.spec.arch, self.size, weights=self.spec.settings["weights"])
 
     def _loss(self):
         return {"loss": classifier_loss()}
@@ -90,11 +90,10 @@ class ClassificationTask(Task):
 
 
 class SegmentationTask(Task):
-    datasets = ("siim",)
     monitor = "pixel_ap"
 
     def _model(self):
-        return build_unet(self.size, depth=self.spec["depth"], width=self.spec["width"])
+        return build_unet(self.size, depth=self.spec.settings["depth"], width=self.spec.settings["width"])
 
     def _loss(self):
         return {"loss": dice_bce_loss}
@@ -112,7 +111,6 @@ class SegmentationTask(Task):
 
 
 class DetectionTask(Task):
-    datasets = ("rsna",)
     monitor = "pixel_ap"
 
     def __init__(self, spec, settings, dataset):
@@ -122,8 +120,8 @@ class DetectionTask(Task):
         self.max_boxes = max([1, *(len(retinanet.masks_to_boxes(mask)) for mask in train_masks)])
 
     def _model(self):
-        params = {k: self.spec[k] for k in ("backbone", "levels", "head_convs", "score_threshold",
-                                            "max_detections")}
+        params = {k: self.spec.settings[k] for k in ("backbone", "levels", "head_convs", "score_threshold",
+                                                     "max_detections")}
         return retinanet.build_retinanet(self.size, **params)
 
     def _loss(self):

@@ -1,13 +1,20 @@
-"""Training every model of an experiment, resumably: `train_experiment` (the CLI's `repro train`).
+"""Training one model resumably, tied to what it was trained from: `train_model`.
 
-For each data set and model, under <run_dir>/models/<dataset>/:
+For each data set and model, under the run's models/<dataset>/ (repro.layout.RunLayout):
   <model>.keras      the trained model (best validation epoch, BatchNorm statistics recalibrated)
-  <model>.json       its metrics, loss curve, epochs, seconds and settings; written last, atomically,
-                     so it marks a finished model: the next run returns it without training again
+  <model>.weights.npz  its weights alone, in get_weights() order (fast to read into a model held)
+  <model>.json       its record: metrics, loss curve, epochs, seconds, settings, versions, the
+                     model's fingerprint and the SHA-256 of both files; written last,
+                     atomically, so it marks a finished model
   <model>.partial/   while training: state.json plus the last and the best epoch checkpoints
                      (.weights.h5: weights and optimizer state). A killed run resumes after the
                      last completed epoch.
-Every file is written to a temporary name and renamed, so none is ever half-written.
+
+A finished model is reused only when its fingerprint (the architecture's settings, the training
+settings, the seed, the input size and the data set's own fingerprint) equals the one asked for
+and its file still matches its checksum: an edited experiment or rebuilt data trains it again,
+and a damaged file (truncated, overwritten) is rebuilt, each with a one-line notice. A checkpoint
+that cannot be read is discarded the same way, and training starts over.
 
 One epoch = a Keras fit pass over the training split, freshly shuffled and augmented (flips, small
 shifts); then the BatchNorm statistics are recalibrated on unaugmented training images and the model
@@ -15,22 +22,25 @@ is scored on the validation split. The best epoch by the task's monitor is kept;
 `patience` epochs without improvement (from scratch at lr 1e-3 the curve has transient dips), or
 once the monitor reaches its maximum, 1.
 
-Determinism: Keras' global seed is set to the model's seed before it is built, and shuffling and
-augmentation draw from numpy generators seeded by (seed, epoch), so a run and a resumed run see the
-same batches. Two demo runs on CPU gave the same metrics to the last digit, but TensorFlow does not
-promise it: multi-threaded kernels may sum in varying order (tf.config.experimental.
-enable_op_determinism is not switched on: it is global and slows training), and GPU runs are not
-bitwise repeatable.
+Determinism: Keras' global seed is set to the model's seed before it is built, the initializers'
+own seeds come from a generator of ours (own_initializer_seeds), and shuffling and augmentation
+draw from numpy generators seeded by (seed, epoch), so a run and a resumed run see the same
+batches, in any process. With op determinism on (runtime.deterministic, repro.runtime) two runs on the same
+machine give the same weights to the last bit.
 """
 from __future__ import annotations
 
+import contextlib
 import functools
 import json
+import logging
 import os
+import random
 import shutil
 import sys
 import time
 import uuid
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Callable
 
@@ -40,73 +50,118 @@ import numpy as np
 import tensorflow as tf
 
 from repro.data.dataset import Dataset
-from repro.experiments import Experiment, ExperimentError
-from repro.io import write_json
+from repro.experiments import ModelSpec, TrainSettings
+from repro.io import fingerprint, sha256_file, write_json, write_npz
+from repro.layout import RunLayout
 from repro.models.augment import augment
 from repro.models.batchnorm import recalibrate_batchnorm
 from repro.models.tasks import TASKS, Task
-from repro.data.prepare import prepare_data
+
+log = logging.getLogger(__name__)
+
+TRAINING_VERSION = 2    # bump when a change to training alters what a model learns
 
 
-def train_experiment(experiment: Experiment, *, only: str | None = None, progress: bool = True
-                     ) -> dict[str, dict]:
-    """Train (or reuse) every model of the experiment on each data set it applies to.
-
-    only: a model name from the experiment's `models` section, to train just that one.
-    Returns {"<dataset>/<model>": metrics} (the contents of each metrics JSON).
-    """
-    specs = _selected_models(experiment, only)
-    results = {}
-    for dataset_name, dataset in prepare_data(experiment, progress=progress).items():
-        for name, spec in specs.items():
-            task_class = TASKS[spec["arch"]]
-            if dataset_name in task_class.datasets:
-                task = task_class(spec, experiment.train_settings(spec["arch"]), dataset)
-                directory = experiment.run_dir / "models" / dataset_name
-                results[f"{dataset_name}/{name}"] = train_model(task, dataset, directory, name, progress=progress)
-    return results
+def model_fingerprint(spec: ModelSpec, settings: TrainSettings | None, dataset: Dataset) -> str:
+    """What a model is made from: its architecture's settings, seed and training settings, the
+    input size and the exact data (for a user's model: the file's own bytes)."""
+    if spec.file is not None:
+        return fingerprint({"file": sha256_file(spec.file), "preprocessing": spec.preprocessing,
+                            "output": spec.output, "size": dataset.size})
+    return fingerprint({"arch": spec.arch, "seed": spec.seed, "settings": spec.settings,
+                        "train": settings.model_dump(mode="json"), "size": dataset.size,
+                        "data": dataset.fingerprint, "version": TRAINING_VERSION})
 
 
-def model_path(experiment: Experiment, dataset: str, name: str) -> Path:
-    """Where the trained model `name` of `dataset` is saved (its metrics JSON lies beside it)."""
-    return experiment.run_dir / "models" / dataset / f"{name}.keras"
+def finished_record(layout: RunLayout, dataset: str, name: str, wanted: str) -> dict | None:
+    """The record of a finished model made from `wanted`, or None (absent, stale or damaged,
+    each said once on the log)."""
+    record_path, model_path = layout.model_record(dataset, name), layout.model_file(dataset, name)
+    if not record_path.is_file():
+        return None
+    try:
+        record = json.loads(record_path.read_text())
+    except (OSError, ValueError) as err:
+        _notice(f"{dataset}/{name}: its record {record_path} is unreadable ({err}): training it again")
+        return None
+    if record.get("fingerprint") != wanted:
+        _notice(f"{dataset}/{name}: the experiment's settings or data changed since it was trained: "
+                "training it again")
+        return None
+    for path, key in ((model_path, "sha256"), (layout.model_weights(dataset, name), "weights_sha256")):
+        if not path.is_file() or sha256_file(path) != record.get(key):
+            _notice(f"{dataset}/{name}: {path} is missing or damaged (checksum): training it again")
+            return None
+    return record
 
 
-def load_trained_model(experiment: Experiment, dataset: str, name: str) -> keras.Model:
-    """A finished model of the experiment, for inference (not compiled)."""
-    path = model_path(experiment, dataset, name)
-    if not path.with_suffix(".json").is_file():
-        raise FileNotFoundError(f"{path}: not trained yet (run: repro train --experiment {experiment.name})")
-    return keras.models.load_model(path, compile=False)
+def load_trained_model(layout: RunLayout, dataset: str, spec: ModelSpec, *, size: int | None = None) -> keras.Model:
+    """A finished model of the run, for inference (not compiled); a user's model from its file
+    (at `size` pixels when its input size is free)."""
+    if spec.file is not None:
+        from repro.models.files import load_file_model
+        return load_file_model(spec, size)
+    path = layout.model_file(dataset, spec.name)
+    if not layout.model_record(dataset, spec.name).is_file():
+        raise FileNotFoundError(f"{path}: not trained yet (run: repro train)")
+    try:
+        return keras.models.load_model(path, compile=False)
+    except Exception as err:   # Keras raises many kinds for a truncated or foreign file
+        raise ValueError(f"{path}: cannot be read as a Keras model ({' '.join(str(err).split())[:160]}); "
+                         "run `repro train` again to rebuild it") from None
 
 
-def train_model(task: Task, dataset: Dataset, directory: Path, name: str, *, progress: bool = True) -> dict:
-    """Train one model (resuming if a previous run was killed) and return its metrics."""
-    final, metrics_path = directory / f"{name}.keras", directory / f"{name}.json"
-    if metrics_path.is_file() and final.is_file():
-        return json.loads(metrics_path.read_text())
-    work = directory / f"{name}.partial"
-    state = _read_state(work)
+def load_trained_weights(layout: RunLayout, dataset: str, spec: ModelSpec) -> list[np.ndarray]:
+    """A finished model's weights, in get_weights() order (for a model of the same architecture)."""
+    path = layout.model_weights(dataset, spec.name)
+    try:
+        with np.load(path, allow_pickle=False) as stored:
+            return [stored[f"w{i}"] for i in range(len(stored.files))]
+    except Exception as err:   # numpy and zipfile raise many kinds for a damaged file
+        raise ValueError(f"{path}: cannot be read as trained weights ({' '.join(str(err).split())[:160]}); "
+                         "run `repro train` again to rebuild it") from None
+
+
+def train_model(task: Task, dataset: Dataset, layout: RunLayout, name: str, *, progress: bool = True) -> dict:
+    """Train one model (resuming a killed run, reusing a finished one) and return its record."""
+    wanted = model_fingerprint(task.spec, task.settings, dataset)
+    record = finished_record(layout, dataset.name, name, wanted)
+    if record is not None:
+        return record
+    final, record_path = layout.model_file(dataset.name, name), layout.model_record(dataset.name, name)
+    record_path.unlink(missing_ok=True)
+    work = layout.training_dir(dataset.name, name)
+    state = _read_state(work, wanted, f"{dataset.name}/{name}")
     keras.backend.clear_session()   # Keras' global state grows with every model built
-    keras.utils.set_random_seed(task.spec["seed"])
-    model = task.build()
-    if state["epoch"]:
-        _load_checkpoint(model, work / state["last"])
+    keras.utils.set_random_seed(task.spec.seed)
+    with own_initializer_seeds(task.spec.seed):
+        model = task.build()
+    if state["epoch"] and not _resume(model, work / state["last"], f"{dataset.name}/{name}"):
+        shutil.rmtree(work)
+        state = _read_state(work, wanted, "")
     label = f"{dataset.name}/{name}"
-    _say(progress, f"[train] {label}: {task.spec['arch']}, {len(dataset.indices('train'))} training images, "
+    _say(progress, f"[train] {label}: {task.spec.arch}, {len(dataset.indices('train'))} training images, "
                    + (f"resuming after epoch {state['epoch']}" if state["epoch"] else "from the start"))
     if not _should_stop(task, state):
         model.fit(_training_batches(task, dataset, first_epoch=state["epoch"]), initial_epoch=state["epoch"],
-                  epochs=task.settings["epochs"], callbacks=[_EpochEnd(task, dataset, state, work)],
+                  epochs=task.settings.epochs, callbacks=[_EpochEnd(task, dataset, state, work)],
                   shuffle=False, verbose=1 if progress else 0)   # the batches come shuffled
     metrics = _finish(task, model, dataset, state, work, name)
-    _save(_without_optimizer(task, model).save, final)
-    write_json(metrics_path, metrics)
+    finished = _without_optimizer(task, model)
+    _save(finished.save, final)
+    weights = layout.model_weights(dataset.name, name)
+    write_npz(weights, **{f"w{i}": w for i, w in enumerate(finished.get_weights())})
+    metrics.update(fingerprint=wanted, sha256=sha256_file(final), weights_sha256=sha256_file(weights))
+    write_json(record_path, metrics)
     shutil.rmtree(work)
     _say(progress, f"[train] {label} done after {metrics['epochs']} epochs (best {metrics['best_epoch']}): "
                    f"val {task.monitor} {_format(metrics['val'][task.monitor])}, test {task.monitor} "
                    f"{_format(metrics['test'][task.monitor])}, {metrics['seconds']:.0f} s")
     return metrics
+
+
+def make_task(spec: ModelSpec, settings: TrainSettings, dataset: Dataset) -> Task:
+    return TASKS[spec.arch](spec, settings, dataset)
 
 
 class _EpochEnd(keras.callbacks.Callback):
@@ -142,8 +197,8 @@ class _EpochEnd(keras.callbacks.Callback):
 def _should_stop(task: Task, state: dict) -> bool:
     """Out of epochs or patience, or at a perfect score: every monitor is at most 1, and only a
     strictly better epoch replaces the best, so no later epoch could change the saved model."""
-    return (state["epoch"] >= task.settings["epochs"]
-            or state["epoch"] - state["best_epoch"] >= task.settings["patience"]
+    return (state["epoch"] >= task.settings.epochs
+            or state["epoch"] - state["best_epoch"] >= task.settings.patience
             or state["best_score"] >= 1.0)
 
 
@@ -160,11 +215,12 @@ def _finish(task: Task, model: keras.Model, dataset: Dataset, state: dict, work:
     spent = {key: sum(record[key] for record in state["history"]) + value
              for key, value in _elapsed(started).items()}
     return _json_safe({
-        "dataset": dataset.name, "model": name, "arch": task.spec["arch"], "monitor": task.monitor,
+        "dataset": dataset.name, "model": name, "arch": task.spec.arch, "monitor": task.monitor,
         "val": val, "test": test, "best_epoch": state["best_epoch"], "epochs": state["epoch"],
-        "stopped_early": state["epoch"] < task.settings["epochs"], **spent,
+        "stopped_early": state["epoch"] < task.settings.epochs, **spent,
         "history": state["history"],
-        "settings": {"model": task.spec, "train": task.settings, "input_size": dataset.size,
+        "settings": {"model": {"arch": task.spec.arch, "seed": task.spec.seed, **task.spec.settings},
+                     "train": task.settings.model_dump(mode="json"), "input_size": dataset.size,
                      "images": {split: len(dataset.indices(split)) for split in ("train", "val", "test")}},
         "versions": {"tensorflow": tf.__version__, "keras": keras.__version__,
                      "keras_hub": keras_hub.__version__, "python": sys.version.split()[0]},
@@ -177,15 +233,16 @@ def _training_batches(task: Task, dataset: Dataset, *, first_epoch: int) -> tf.d
     Keras iterates the dataset once per epoch and each iteration calls `batches` anew, which draws
     epoch k's order and augmentation from a generator seeded by (seed, k).
     """
-    train, batch_size = dataset.indices("train"), task.settings["batch_size"]
-    epochs = iter(range(first_epoch, task.settings["epochs"]))
+    train, batch_size = dataset.indices("train"), task.settings.batch_size
+    epochs = iter(range(first_epoch, task.settings.epochs))
 
     def batches():
-        rng = np.random.default_rng([task.spec["seed"], next(epochs)])
+        rng = np.random.default_rng([task.spec.seed, next(epochs)])
         order = rng.permutation(train)
         for start in range(0, len(order), batch_size):
             rows = order[start:start + batch_size]
-            images, masks = augment(dataset.model_inputs(rows), dataset.masks[rows], rng, **task.settings["augment"])
+            images, masks = augment(dataset.model_inputs(rows), dataset.masks[rows], rng, flip=task.settings.augment.flip,
+                                    shift=task.settings.augment.shift)
             yield images, task.targets(dataset.labels[rows], masks)
 
     signature = (tf.TensorSpec((None, dataset.size, dataset.size, 3), tf.float32), task.target_signature())
@@ -196,11 +253,13 @@ def _training_batches(task: Task, dataset: Dataset, *, first_epoch: int) -> tf.d
 
 def _recalibrate(task: Task, model: keras.Model, dataset: Dataset, epoch: int) -> None:
     """BatchNorm statistics from unaugmented training images, a fresh sample each epoch."""
-    settings = task.settings["recalibration"]
-    rng = np.random.default_rng([task.spec["seed"], epoch, 1])
-    rows = rng.permutation(dataset.indices("train"))[:settings["batches"] * settings["batch_size"]]
+    settings = task.settings.recalibration
+    if not settings.batches:
+        return
+    rng = np.random.default_rng([task.spec.seed, epoch, 1])
+    rows = rng.permutation(dataset.indices("train"))[:settings.batches * settings.batch_size]
     recalibrate_batchnorm(model, task.network_inputs(model, dataset.model_inputs(rows)),
-                          batches=settings["batches"], batch_size=settings["batch_size"])
+                          batches=settings.batches, batch_size=settings.batch_size)
 
 
 def _clocks() -> tuple[float, float]:
@@ -214,24 +273,61 @@ def _elapsed(started: tuple[float, float]) -> dict[str, float]:
     return {"seconds": now[0] - started[0], "cpu_seconds": now[1] - started[1]}
 
 
-def _read_state(work: Path) -> dict:
-    """The state a killed run left (completed epochs, checkpoints, history), or a fresh one."""
+def _read_state(work: Path, wanted: str, label: str) -> dict:
+    """The state a killed run left (completed epochs, checkpoints, history), or a fresh one.
+
+    A state made for other settings, or one that cannot be read, is discarded (said once)."""
     path = work / "state.json"
     if path.is_file():
-        state = json.loads(path.read_text())
-        if state["best_score"] is None:
-            state["best_score"] = float("nan")
-        return state
-    if work.exists():   # killed before its first epoch finished: nothing worth keeping
+        try:
+            state = json.loads(path.read_text())
+            if state.get("fingerprint") == wanted and (work / state["last"]).is_file():
+                if state["best_score"] is None:
+                    state["best_score"] = float("nan")
+                return state
+            reason = "it was made with other settings or data"
+        except (OSError, ValueError, KeyError, TypeError) as err:
+            reason = f"its state is unreadable ({err})"
+        if label:
+            _notice(f"{label}: discarding the interrupted training in {work}: {reason}")
+    if work.exists():   # killed before its first epoch finished, stale, or damaged
         shutil.rmtree(work)
     work.mkdir(parents=True)
-    return {"epoch": 0, "last": None, "best": None, "best_epoch": 0, "best_score": float("nan"), "history": []}
+    return {"epoch": 0, "last": None, "best": None, "best_epoch": 0, "best_score": float("nan"), "history": [],
+            "fingerprint": wanted}
+
+
+def _resume(model: keras.Model, checkpoint: Path, label: str) -> bool:
+    """Load a checkpoint's weights and optimizer state; False (said once) when it is damaged."""
+    try:
+        _load_checkpoint(model, checkpoint)
+        return True
+    except Exception as err:   # h5py / Keras raise many kinds for a truncated file
+        _notice(f"{label}: the checkpoint {checkpoint} cannot be read ({' '.join(str(err).split())[:100]}): "
+                "training starts over")
+        return False
+
+
+@contextlib.contextmanager
+def own_initializer_seeds(seed: int):
+    """Keras gives every initializer built without a seed one drawn from Python's global `random`
+    (keras.src.random.seed_generator.make_default_seed), which every thread of the process shares.
+    A Dask worker's event loop draws from it too, so the same seed built other weights there (and
+    other weights on every run). Inside the block those draws come from a generator of our own."""
+    from keras.src.random import seed_generator
+    shared = seed_generator.python_random
+    seed_generator.python_random = random.Random(seed)
+    try:
+        yield
+    finally:
+        seed_generator.python_random = shared
 
 
 def _without_optimizer(task: Task, model: keras.Model) -> keras.Model:
     """An uncompiled copy: a .keras file holds the optimizer state of a compiled model (Adam: twice
     the weights), which only resuming needs, not the finished model."""
-    copy = task.model()
+    with own_initializer_seeds(task.spec.seed):   # overwritten below; seeded so that nothing is shared
+        copy = task.model()
     copy.set_weights(model.get_weights())
     return copy
 
@@ -253,17 +349,6 @@ def _load_checkpoint(model: keras.Model, path: Path) -> None:
     model.load_weights(path)
 
 
-def _selected_models(experiment: Experiment, only: str | None) -> dict[str, dict]:
-    if "models" not in experiment.config:
-        raise ExperimentError(f"{experiment.path}: no 'models' section: nothing to train")
-    specs = experiment.models
-    if only is None:
-        return specs
-    if only not in specs:
-        raise ValueError(f"unknown model {only!r}; experiment {experiment.name} has {', '.join(specs)}")
-    return {only: specs[only]}
-
-
 def _json_safe(value):
     """NaN (an undefined AUC on a one-class split) as null: JSON has no NaN."""
     if isinstance(value, float) and np.isnan(value):
@@ -282,3 +367,29 @@ def _format(value) -> str:
 def _say(progress: bool, message: str) -> None:
     if progress:
         print(message, flush=True)
+
+
+def _notice(message: str) -> None:
+    """A one-line notice the user sees whatever the log level: stale or damaged files being rebuilt."""
+    log.warning(message)
+
+
+@dataclass(frozen=True)
+class TrainContext:
+    """What any process needs to train an experiment's models (picklable, for worker processes)."""
+    layout: RunLayout
+    data: dict            # data set name -> repro.data.prepare.DataSource
+    models: dict          # model name -> ModelSpec
+    settings: dict        # architecture -> TrainSettings
+    deterministic: bool
+    threads: int | None
+
+
+def train_job(context: TrainContext, dataset: str, name: str, *, progress: bool = False) -> dict:
+    """Train (or reuse) one model of the run: what `repro train` runs per model, in any process."""
+    from repro.runtime import configure
+    configure(deterministic=context.deterministic, threads=context.threads)
+    data = context.data[dataset].load(progress=False)
+    spec = context.models[name]
+    return train_model(make_task(spec, context.settings[spec.arch], data), data, context.layout, name,
+                       progress=progress)

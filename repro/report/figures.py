@@ -1,8 +1,13 @@
-"""Figures 2-4 of the paper from the evaluation's per-image scores (and, for the example panels,
-a few maps). Each function returns the matplotlib Figure; `save_figure` writes PNG and PDF.
+"""Figures 2-4 of the paper from the per-image scores, the cells' verdicts and a few example maps.
 
-Score table columns: dataset, test, metric, group, state, image, score (see repro.report.tables).
-Example panels take `Example`s: one image with its mask and the maps to show beside it.
+Each figure function takes (scores, cells, examples, *, datasets, choices, methods, form), where
+choices holds each data set's ModelChoice (whose scores the paper's panels show), and returns the
+matplotlib Figure; `save_figure` writes PNG and PDF (with no creation date, so a rerun writes the
+same bytes). Any subset of the methods works. Verdicts are drawn where the figure shows the
+comparison they come from, with the tables' markers († did not pass, ‡ passed, § uncertain) and ◊
+on fragile verdicts.
+
+Score table columns: dataset, test, metric, group, model, state, image, score (repro.evaluation).
 """
 from __future__ import annotations
 
@@ -18,13 +23,11 @@ import pandas as pd  # noqa: E402
 from matplotlib.lines import Line2D  # noqa: E402
 
 from repro.io import atomic_path  # noqa: E402
-from repro.report.published import METHODS  # noqa: E402
-from repro.evaluation.scores import HIGH_BASELINE  # noqa: E402
-from repro.report.tables import DATASET_TITLES, LOW_BASELINE  # noqa: E402
+from repro.protocol import AVG, LOW_SSIM, ORIGINAL, STATE_LABELS  # noqa: E402
+from repro.report.tables import FRAGILE, MARKERS  # noqa: E402
 
-CASCADE_STATES = ("original", "logits", *(f"mixed{k}" for k in range(10, 0, -1)))
-CASCADE_LABELS = ("Orig", "Logits", *(str(k) for k in range(10, 0, -1)))
 LOW_COLOUR, HIGH_COLOUR = "#8ecae6", "#023e8a"
+REPEAT_COLOUR, REPROD_COLOUR = "#ffb703", "#fb8500"
 
 
 @dataclass
@@ -36,85 +39,108 @@ class Example:
     scores: dict[str, dict[str, float]] = field(default_factory=dict)  # row label -> method -> score
 
 
-def figure2(scores: pd.DataFrame, examples: dict[str, Example] | None = None, *, metric: str = "auprc"):
-    """A/B: per-image utility per method with the AVG and U-Net / RetinaNet baselines; C/D: examples."""
-    datasets = _datasets(scores)
-    figure, grid = _figure_grid(len(datasets), examples, example_height=0.4)
-    label = "AUPRC" if metric == "auprc" else "ROC AUC"
-    for column, dataset in enumerate(datasets):
+@dataclass
+class Examples:
+    """A data set's example panels: utility (Figure 2), cascade (3), similarity (4)."""
+    utility: Example | None = None
+    cascade: Example | None = None
+    similarity: Example | None = None
+
+
+def figure2(scores, cells, examples, *, datasets, choices, methods, form=None):
+    """A/B: per-image utility (AUPRC) per method with the AVG and U-Net / RetinaNet baselines and
+    each method's verdict against AVG; C/D: example maps."""
+    names = _present_datasets(scores, datasets)
+    figure, grid = _figure_grid(len(names), _any(examples, "utility"), example_height=0.4)
+    for column, name in enumerate(names):
         axis = figure.add_subplot(grid[0, column])
-        rows = scores[(scores.dataset == dataset) & (scores.test == "utility") & (scores.metric == metric)
-                      & (scores.state == "trained")]
-        groups = ["AVG", HIGH_BASELINE[dataset], *_present(rows, METHODS)]
+        rows = _main_utility(scores, choices[name], name)
+        high = datasets[name].high_baseline
+        groups = [g for g in [AVG, high, *methods, *_controls(rows)] if g and g in set(rows["group"])]
         _boxes(axis, [rows.loc[rows.group == g, "score"].dropna() for g in groups], groups,
-               colours=[LOW_COLOUR, HIGH_COLOUR] + [None] * (len(groups) - 2))
-        axis.set_title(f"{'AB'[column]}  {DATASET_TITLES[dataset]}")
-        axis.set_ylabel(f"{label} (test set)")
-        axis.set_xlabel("Method")
-        if examples and dataset in examples:
-            _example_panel(figure, grid[1, column], examples[dataset], f"{'CD'[column]}  Example maps")
+               colours=[LOW_COLOUR if g == AVG else HIGH_COLOUR if g == high else None for g in groups])
+        _verdict_marks(axis, cells, name, 3, "P_AVG", groups, positions=range(1, len(groups) + 1))
+        axis.set_title(f"{'AB'[column]}  {datasets[name].title}")
+        axis.set_ylabel("AUPRC (test set)")
+        axis.set_xlabel("Method (marker: verdict against AVG)")
+        example = getattr(examples.get(name), "utility", None)
+        if example:
+            _example_panel(figure, grid[1, column], example, f"{'CD'[column]}  Example maps")
     return figure
 
 
-def figure3(scores: pd.DataFrame, strip: Example | None = None):
-    """A: mean SSIM to the original map per cascade state, per method, with each method's
-    randomization baseline dotted; B: one image's maps, every method x every state."""
-    datasets = _datasets(scores)
-    figure, grid = _figure_grid(len(datasets), strip, example_height=1.2)
-    colours = dict(zip(METHODS, plt.get_cmap("tab10").colors))
-    for column, dataset in enumerate(datasets):
+def figure3(scores, cells, examples, *, datasets, choices, methods, form="replicates"):
+    """A: mean SSIM to the original map per cascade state and method (band: sd across replicate
+    means, or across images in the per-image form), each method's randomization baseline dotted,
+    its verdict in the legend; B: one image's maps, every method x every state."""
+    names = _present_datasets(scores, datasets)
+    strip_from = next((n for n in reversed(names) if getattr(examples.get(n), "cascade", None)), None)
+    figure, grid = _figure_grid(len(names), strip_from is not None, example_height=1.2)
+    colours = dict(zip(methods, plt.get_cmap("tab20").colors))
+    for column, name in enumerate(names):
         axis = figure.add_subplot(grid[0, column])
-        rows = scores[(scores.dataset == dataset) & (scores.test == "randomization") & (scores.metric == "ssim")]
-        for method in _present(rows, rows["group"].unique()):
+        rows = scores[(scores.dataset == name) & (scores.test == "randomization") & (scores.metric == "ssim")]
+        states = [ORIGINAL] + [s for s in dict.fromkeys(rows["state"]) if s != "baseline"]
+        x = np.arange(len(states))
+        for method in [*[m for m in methods if m in set(rows["group"])], *_controls(rows)]:
             mine = rows[rows.group == method]
-            means = [mine.loc[mine.state == s, "score"].mean() if s != "original" else 1.0 for s in CASCADE_STATES]
+            means, spreads = zip(*[(1.0, 0.0) if s == ORIGINAL else _curve_point(mine[mine.state == s], form)
+                                   for s in states])
             colour = colours.get(method, "black")
-            axis.plot(range(len(CASCADE_STATES)), means, marker="o", markersize=3, color=colour, label=method)
-            baseline = mine.loc[mine.state == "baseline", "score"].mean()
-            axis.axhline(baseline, linestyle=":", color=colour, linewidth=1)
-        axis.set_xticks(range(len(CASCADE_STATES)), CASCADE_LABELS)
+            label = f"{method} {_verdict_text(cells, name, 3, 'P_Randomization', method)}".strip()
+            axis.plot(x, means, marker="o", markersize=3, color=colour, label=label)
+            axis.fill_between(x, np.subtract(means, spreads), np.add(means, spreads), color=colour, alpha=0.12,
+                              linewidth=0)
+            axis.axhline(_baseline(mine, form), linestyle=":", color=colour, linewidth=1)
+        axis.set_xticks(x, [STATE_LABELS.get(s, s) for s in states])
         axis.set_ylim(0, 1.05)
-        axis.set_title(f"{'A' if column == 0 else ''}  {DATASET_TITLES[dataset]}: cascading randomization")
-        axis.set_xlabel("Randomized down to (InceptionV3 block)")
+        axis.set_title(f"{'A' if column == 0 else ''}  {datasets[name].title}: cascading randomization")
+        axis.set_xlabel("Randomized down to (block)")
         axis.set_ylabel("SSIM to the original map")
-        axis.legend(fontsize=7, ncol=2, loc="lower left")
-    if strip:
-        _example_panel(figure, grid[1, :], strip, "B  Map degradation under cascading randomization",
-                       by_columns=True)
+        axis.legend(fontsize=6, ncol=2, loc="lower left", title="method, randomization verdict",
+                    title_fontsize=6)
+    if strip_from is not None:
+        _example_panel(figure, grid[1, :], examples[strip_from].cascade,
+                       "B  Map degradation under cascading randomization", by_columns=True)
     return figure
 
 
-def figure4(scores: pd.DataFrame, examples: dict[str, Example] | None = None):
-    """A/B: per-image repeatability and reproducibility SSIM per method, the 0.5 line and the
-    U-Net / RetinaNet baseline; C/D: maps from replicate 1, replicate 2 and DenseNet121."""
-    datasets = _datasets(scores)
-    figure, grid = _figure_grid(len(datasets), examples, example_height=0.8)
-    for column, dataset in enumerate(datasets):
+def figure4(scores, cells, examples, *, datasets, choices, methods, form=None):
+    """A/B: per-image repeatability and reproducibility SSIM per method (the paper's model pairs),
+    the 0.5 line, the localization networks' SSIM, verdicts against 0.5; C/D: example maps."""
+    names = _present_datasets(scores, datasets)
+    figure, grid = _figure_grid(len(names), _any(examples, "similarity"), example_height=0.8)
+    for column, name in enumerate(names):
         axis = figure.add_subplot(grid[0, column])
-        high = HIGH_BASELINE[dataset]
-        rows = scores[(scores.dataset == dataset) & (scores.metric == "ssim")
-                      & scores.test.isin(["repeatability", "reproducibility"])]
-        methods = _present(rows, METHODS)
+        high = datasets[name].high_baseline
+        groups = [g for g in [high, *methods] if g]
         positions, data, colours, labels = [], [], [], []
-        for i, group in enumerate([high, *methods]):
-            for offset, test, colour in ((-0.18, "repeatability", "#ffb703"), (0.18, "reproducibility", "#fb8500")):
+        for i, group in enumerate(groups):
+            for offset, test, colour in ((-0.18, "repeatability", REPEAT_COLOUR), (0.18, "reproducibility", REPROD_COLOUR)):
+                rows = _main_pair(scores, choices[name], name, test, group, high)
                 positions.append(i + offset)
-                data.append(rows.loc[(rows.group == group) & (rows.test == test), "score"].dropna())
+                data.append(rows["score"].dropna())
                 colours.append(HIGH_COLOUR if group == high else colour)
             labels.append(group)
         _boxes(axis, data, None, colours=colours, positions=positions, width=0.32)
+        for offset, short in ((-0.18, "Repeat"), (0.18, "Reprod")):
+            _verdict_marks(axis, cells, name, 4, f"P_{short}_Low", groups, positions=[i + offset for i in range(len(groups))])
         axis.set_xticks(range(len(labels)), labels, rotation=45, ha="right")
-        axis.axhline(LOW_BASELINE, linestyle="--", color=LOW_COLOUR, label="low baseline (SSIM 0.5)")
-        axis.set_title(f"{'AB'[column]}  {DATASET_TITLES[dataset]}")
+        axis.axhline(LOW_SSIM, linestyle="--", color=LOW_COLOUR)
+        axis.set_title(f"{'AB'[column]}  {datasets[name].title}")
         axis.set_ylabel("SSIM between maps")
-        axis.set_xlabel("Method")
-        axis.legend(handles=[Line2D([], [], color="#ffb703", lw=6, label="repeatability (InceptionV3 r1 vs r2)"),
-                             Line2D([], [], color="#fb8500", lw=6, label="reproducibility (InceptionV3 vs DenseNet121)"),
+        axis.set_xlabel("Method (markers: verdicts against SSIM 0.5)")
+        axis.legend(handles=[Line2D([], [], color=REPEAT_COLOUR, lw=6, label="repeatability (InceptionV3 r1 vs r2)"),
+                             Line2D([], [], color=REPROD_COLOUR, lw=6, label="reproducibility (InceptionV3 vs DenseNet121)"),
                              Line2D([], [], color=LOW_COLOUR, ls="--", label="low baseline (SSIM 0.5)")],
                     fontsize=7, loc="upper left")
-        if examples and dataset in examples:
-            _example_panel(figure, grid[1, column], examples[dataset], f"{'CD'[column]}  Example maps")
+        example = getattr(examples.get(name), "similarity", None)
+        if example:
+            _example_panel(figure, grid[1, column], example, f"{'CD'[column]}  Example maps")
     return figure
+
+
+FIGURES = {2: figure2, 3: figure3, 4: figure4}
 
 
 def save_figure(figure, out_dir: str | Path, name: str) -> list[Path]:
@@ -122,14 +148,81 @@ def save_figure(figure, out_dir: str | Path, name: str) -> list[Path]:
     paths = []
     for suffix in ("png", "pdf"):
         path = Path(out_dir) / f"{name}.{suffix}"
+        metadata = {"CreationDate": None} if suffix == "pdf" else {}
         with atomic_path(path) as tmp:
-            figure.savefig(tmp, format=suffix, dpi=120, bbox_inches="tight")
+            figure.savefig(tmp, format=suffix, dpi=120, bbox_inches="tight", metadata=metadata)
         paths.append(path)
     plt.close(figure)
     return paths
 
 
-def _figure_grid(columns: int, examples, *, example_height: float):
+# --- what the panels show -------------------------------------------------------------------------
+
+def _main_utility(scores, choice, dataset) -> pd.DataFrame:
+    """Utility AUPRC rows of the paper's choice: replicate 1, the AVG mask, the first localizer."""
+    rows = scores[(scores.dataset == dataset) & (scores.test == "utility") & (scores.metric == "auprc")
+                  & (scores.state == "trained")]
+    return rows[(rows.group == AVG) | (rows.model == choice.utility) | (rows.model == choice.localizer)]
+
+
+def _main_pair(scores, choice, dataset, test, group, high) -> pd.DataFrame:
+    """The paper's pair of a similarity test (the localizers' pair for the high baseline)."""
+    model = choice.localizer_pair if group == high else getattr(choice, test)
+    return scores[(scores.dataset == dataset) & (scores.test == test) & (scores.group == group)
+                  & (scores.model == model)]
+
+
+def _curve_point(rows: pd.DataFrame, form: str) -> tuple[float, float]:
+    values = rows[np.isfinite(rows["score"])]
+    if values.empty:
+        return np.nan, 0.0
+    if form == "replicates":
+        means = values.groupby("model", sort=False)["score"].mean()
+        return float(means.mean()), float(means.std(ddof=0))
+    per_image = values.groupby("image", sort=False)["score"].mean()
+    return float(per_image.mean()), float(per_image.std(ddof=1)) if len(per_image) > 1 else 0.0
+
+
+def _baseline(rows: pd.DataFrame, form: str) -> float:
+    baseline = rows[(rows.state == "baseline") & np.isfinite(rows["score"])]
+    if form == "replicates" and not baseline.empty:
+        baseline = baseline[baseline.model == baseline.model.iloc[0]]   # replicate 1's, as the authors'
+    return float(baseline["score"].mean()) if not baseline.empty else np.nan
+
+
+def _controls(rows) -> list[str]:
+    return [c for c in ("EDGE", "ORACLE") if c in set(rows["group"])]
+
+
+def _verdict_text(cells, dataset, table, column, method) -> str:
+    row = cells[(cells.dataset == dataset) & (cells.table == table) & (cells.column == column)
+                & (cells.method == method)]
+    if row.empty:
+        return ""
+    text = MARKERS.get(row["verdict"].iloc[0], "")
+    return f"{text}{FRAGILE}" if bool(row["fragile"].iloc[0]) else text
+
+
+def _verdict_marks(axis, cells, dataset, table, column, groups, *, positions) -> None:
+    """The verdict marker of each group's cell above its box."""
+    top = axis.get_ylim()[1]
+    for group, x in zip(groups, positions):
+        text = _verdict_text(cells, dataset, table, column, group)
+        if text:
+            axis.text(x, top, text, ha="center", va="bottom", fontsize=8)
+
+
+def _present_datasets(scores, datasets) -> list[str]:
+    return [d for d in datasets if d in set(scores["dataset"])]
+
+
+def _any(examples, kind) -> bool:
+    return any(getattr(e, kind, None) is not None for e in examples.values())
+
+
+# --- drawing ----------------------------------------------------------------------------------------
+
+def _figure_grid(columns: int, examples: bool, *, example_height: float):
     """A figure with a row of plots per data set, and a row for the example maps when there are any."""
     ratios = [1.0, example_height] if examples else [1.0]
     figure = plt.figure(figsize=(6.5 * columns, 4.5 * sum(ratios)))
@@ -139,18 +232,20 @@ def _figure_grid(columns: int, examples, *, example_height: float):
 def _boxes(axis, data, labels, *, colours, positions=None, width=0.6):
     """Box plots with a solid median and a dashed mean, as the paper draws them."""
     kept = [(d, c, p) for d, c, p in zip(data, colours, positions or range(1, len(data) + 1)) if len(d)]
-    parts = axis.boxplot([d for d, _, _ in kept], positions=[p for _, _, p in kept], widths=width,
-                         showmeans=True, meanline=True, patch_artist=True, showfliers=False,
-                         medianprops={"color": "black", "linestyle": "-"},
-                         meanprops={"color": "black", "linestyle": "--"})
-    for patch, (_, colour, _) in zip(parts["boxes"], kept):
-        patch.set_facecolor(colour or "#e9ecef")
+    if kept:
+        parts = axis.boxplot([d for d, _, _ in kept], positions=[p for _, _, p in kept], widths=width,
+                             showmeans=True, meanline=True, patch_artist=True, showfliers=False,
+                             medianprops={"color": "black", "linestyle": "-"},
+                             meanprops={"color": "black", "linestyle": "--"})
+        for patch, (_, colour, _) in zip(parts["boxes"], kept):
+            patch.set_facecolor(colour or "#e9ecef")
     if labels is not None:
         axis.set_xticks(range(1, len(labels) + 1), labels, rotation=45, ha="right")
 
 
 def _example_panel(figure, cell, example: Example, title: str, *, by_columns: bool = False):
-    """Image (with its mask outlined) followed by each row's maps; by_columns puts rows as columns."""
+    """Image (with its mask outlined) followed by each row's maps; by_columns puts rows as columns.
+    A degenerate (all NaN) map shows as an empty panel labelled "degenerate"."""
     methods = list(next(iter(example.rows.values())))
     n_rows, n_cols = len(example.rows), len(methods) + 1
     if by_columns:
@@ -166,9 +261,12 @@ def _example_panel(figure, cell, example: Example, title: str, *, by_columns: bo
         for m, method in enumerate(methods):
             i, j = (m, r + 1) if by_columns else (r, m + 1)
             axis = figure.add_subplot(sub[i, j])
-            axis.imshow(maps[method], cmap="inferno", vmin=0, vmax=1)
+            smap = maps[method]
+            axis.imshow(np.nan_to_num(smap), cmap="inferno", vmin=0, vmax=1)
             score = example.scores.get(row_label, {}).get(method)
-            text = method if score is None else f"{method} {score:.2f}"
+            text = method if score is None or not np.isfinite(score) else f"{method} {score:.2f}"
+            if np.isnan(smap).all():
+                text = f"{method} (degenerate)"
             axis.set_title(text if not by_columns else (row_label if m == 0 else ""), fontsize=6)
             if by_columns and r == 0:
                 axis.set_ylabel(method, fontsize=6)
@@ -178,12 +276,3 @@ def _example_panel(figure, cell, example: Example, title: str, *, by_columns: bo
             if not by_columns and m == 0:
                 axis.text(-0.1, 0.5, row_label, fontsize=6, rotation=90, va="center", ha="right",
                           transform=axis.transAxes)
-
-
-def _datasets(scores) -> list[str]:
-    return [d for d in DATASET_TITLES if d in set(scores["dataset"])]
-
-
-def _present(rows, groups) -> list[str]:
-    present = set(rows["group"])
-    return [g for g in groups if g in present]

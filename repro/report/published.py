@@ -7,8 +7,6 @@ from pathlib import Path
 import pandas as pd
 
 PUBLISHED_CSV = Path(__file__).with_name("published.csv")
-METHODS = ("GRAD", "SG", "IG", "SIG", "GCAM", "XRAI", "GBP", "GGCAM")
-VERDICTS = ("pass", "did not pass", "uncertain")
 
 
 @lru_cache(maxsize=1)

@@ -1,19 +1,24 @@
-"""saliency_maps: the eight methods of the paper behind one call, with validated parameters."""
-from __future__ import annotations
+"""saliency_maps: every method behind one call, with validated parameters.
 
-import inspect
-import numbers
+The paper's eight methods run through the batched engine (`backend="batched"`, the default) or
+through PAIR's own classes one image at a time (`backend="pair"`, the reference path; pairpath.py).
+The six methods beyond the paper (GIG, BIG, OCC: PAIR classes; GCAMPP, SCAM, LCAM: tf-keras-vis)
+have one path each (extra.py).
+"""
+from __future__ import annotations
 
 import keras
 import numpy as np
 
-from . import gradcam, gradients, integrated, xrai
+from repro.protocol import METHODS
+
+from . import extra, gradcam, gradients, integrated, pairpath, xrai
 from .context import Context
-from .postprocess import postprocess
-from .presets import load_preset
+from .params import _integer, _positive_int, method_parameters, resolve_params
+from .postprocessing import postprocess
 from .segments import SegmentCache
 
-METHODS = ("GRAD", "SG", "IG", "SIG", "GCAM", "XRAI", "GBP", "GGCAM")
+BACKENDS = ("batched", "pair")
 
 # Each implementation takes (Context, images) and its parameters as keyword-only arguments, and
 # returns raw attributions: (N, H, W, C) for the input-space methods, (N, H, W) for the others.
@@ -26,45 +31,26 @@ REGISTRY = {
     "XRAI": xrai.xrai,
     "GBP": gradients.guided_backprop,
     "GGCAM": gradcam.guided_gradcam,
+    "GIG": extra.guided_ig,
+    "BIG": extra.blur_ig,
+    "OCC": extra.occlusion,
+    "GCAMPP": extra.gradcam_plus_plus,
+    "SCAM": extra.scorecam,
+    "LCAM": extra.layercam,
 }
+assert tuple(REGISTRY) == METHODS
 
 DEFAULT_BATCH_SIZE = 16
 DEFAULT_INPUT_RANGE = (0.0, 255.0)
 _SEGMENTS = SegmentCache()  # in memory, shared by every call without a segment_cache
-
-def _integer(value) -> bool:
-    return isinstance(value, numbers.Integral) and not isinstance(value, bool)
-
-
-def _positive_int(value) -> bool:
-    return _integer(value) and value >= 1
-
-
-def _number(value) -> bool:
-    return isinstance(value, numbers.Real) and not isinstance(value, bool)
-
-
-# parameter -> (check, what a valid value is)
-_CHECKS = {
-    "x_steps": (_positive_int, "a positive integer"),
-    "nsamples": (_positive_int, "a positive integer"),
-    "stdev_spread": (lambda v: _number(v) and v >= 0, "a number >= 0"),
-    "magnitude": (lambda v: isinstance(v, bool), "True or False"),
-    "baseline": (integrated.is_baseline, f"one of {integrated.BASELINES} or a number"),
-    "baselines": (lambda v: isinstance(v, (list, tuple)) and len(v) > 0
-                  and all(map(integrated.is_baseline, v)),
-                  f"a non-empty list of {integrated.BASELINES} or numbers"),
-    "area_threshold": (lambda v: _number(v) and 0 <= v <= 1, "a number in [0, 1]"),
-    "algorithm": (lambda v: v in ("full", "fast"), '"full" or "fast"'),
-    "layer": (lambda v: v is None or isinstance(v, str), "a layer name or None (the default)"),
-}
 
 
 def saliency_maps(model: keras.Model, images: np.ndarray, method: str, *,
                   target: int | str = "predicted", batch_size: int | None = None, seed: int = 0,
                   raw: bool = False, preset: str = "paper",
                   input_range: tuple[float, float] = DEFAULT_INPUT_RANGE,
-                  segment_cache: SegmentCache | None = None, **params) -> np.ndarray:
+                  segment_cache: SegmentCache | None = None, backend: str = "batched",
+                  **params) -> np.ndarray:
     """Saliency maps of `images` (N, H, W, C), model-ready, for `model` (which outputs logits).
 
     method: one of METHODS. params: the method's parameters (see method_parameters), each
@@ -74,9 +60,11 @@ def saliency_maps(model: keras.Model, images: np.ndarray, method: str, *,
     integration steps share calls. seed: SmoothGrad noise, drawn per image from (seed, pixels).
     input_range: the model-ready pixel range; "black" / "white" baselines are its ends.
     segment_cache: where XRAI finds segments (default: an in-memory cache shared by all calls).
+    backend: "batched" (the compiled, batched engine) or "pair" (PAIR's classes image by image).
 
     Returns (N, H, W) float32 maps in [0, 1] post-processed as the authors did (postprocess.py);
-    degenerate maps (e.g. an all-zero Grad-CAM) are all zeros: find them with is_degenerate.
+    degenerate maps (e.g. an all-zero Grad-CAM) are all NaN, as the authors' division by zero made
+    them, and are dropped from the scores: find them with is_degenerate.
     raw=True returns the attributions before post-processing: (N, H, W, C) float32 for GRAD, SG,
     IG, SIG and GBP (PAIR's GetMask output per image), (N, H, W) for GCAM (resized, before the
     percentile clip), XRAI (PAIR's XRAI output) and GGCAM (the product before min-max);
@@ -87,28 +75,12 @@ def saliency_maps(model: keras.Model, images: np.ndarray, method: str, *,
     images = _model_ready(model, images)
     ctx = Context(model, _target(model, target), _batch_size(batch_size), _seed(seed),
                   _input_range(input_range), segment_cache or _SEGMENTS)
+    if backend not in BACKENDS:
+        raise ValueError(f"backend must be one of {BACKENDS}, got {backend!r}")
+    if backend == "pair" and method in pairpath.PAIR_METHODS:
+        implementation = pairpath.PAIR_METHODS[method]
     attributions = implementation(ctx, images, **params)
     return attributions if raw else postprocess(attributions, method)
-
-
-def method_parameters(method: str) -> tuple[str, ...]:
-    """The names of a method's parameters."""
-    signature = inspect.signature(_implementation(method))
-    return tuple(name for name, p in signature.parameters.items() if p.kind == p.KEYWORD_ONLY)
-
-
-def resolve_params(method: str, preset: str = "paper", **params) -> dict:
-    """The preset's parameters of `method`, updated with `params`, checked."""
-    valid = method_parameters(method)
-    unknown = sorted(set(params) - set(valid))
-    if unknown:
-        raise ValueError(f"{method} has no parameter {unknown}; valid: {list(valid)}")
-    resolved = {**load_preset(preset)[method], **params}
-    for name, value in resolved.items():
-        check, expected = _CHECKS[name]
-        if not check(value):
-            raise ValueError(f"{method} parameter {name} must be {expected}, got {value!r}")
-    return resolved
 
 
 def _implementation(method: str):

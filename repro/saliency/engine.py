@@ -72,6 +72,11 @@ class GradientEngine:
     def input_gradients(self, rows: np.ndarray, targets: np.ndarray) -> np.ndarray:
         return self(rows, targets)[INPUT_OUTPUT_GRADIENTS]
 
+    def logits(self, rows: np.ndarray, batch_size: int) -> np.ndarray:
+        """(N, classes) logits, forward passes only, `batch_size` rows per call."""
+        return np.concatenate([self._predict(np.asarray(rows[start:start + batch_size], np.float32)).numpy()
+                               for start in range(0, len(rows), batch_size)])
+
     def predicted_classes(self, images: np.ndarray, batch_size: int) -> np.ndarray:
         """The argmax logit of each image, in forward passes of `batch_size` images."""
         return np.concatenate([np.argmax(self._predict(images[start:start + batch_size]), axis=1)

@@ -13,16 +13,12 @@ does with a given x_baseline.
 from __future__ import annotations
 
 import functools
-import numbers
-
 import numpy as np
 
 from .blocks import Block, attributions, integrated_gradients_block, job
 from .context import Context
+from .params import BASELINES, is_baseline
 from .smoothing import smoothed_job
-
-BASELINES = ("black", "white", "image_min", "image_max")
-
 
 def integrated_gradients(ctx: Context, images: np.ndarray, *, x_steps: int, baseline) -> np.ndarray:
     engine = ctx.engine()
@@ -49,10 +45,6 @@ def path_block(x: np.ndarray, baseline, x_steps: int, target: int,
                input_range: tuple[float, float]) -> Block:
     """The IG block of x from a named (or numeric) baseline."""
     return integrated_gradients_block(x, baseline_image(baseline, x, input_range), x_steps, target)
-
-
-def is_baseline(spec) -> bool:
-    return spec in BASELINES or (isinstance(spec, numbers.Real) and not isinstance(spec, bool))
 
 
 def baseline_image(spec, x: np.ndarray, input_range: tuple[float, float]) -> np.ndarray:

@@ -7,8 +7,9 @@ squared when magnitude is True, then averaged.
 
 Noise comes from a numpy Generator seeded with (seed, hash of the image's pixels), drawn sample by
 sample in PAIR's order. A map therefore depends neither on the batch an image came in nor on the
-images around it (a resumed run equals an uninterrupted one), and an image gets the same noise
-under every model and randomization state.
+images around it (a resumed run equals an uninterrupted one). The pipeline passes a seed of its
+own per model and randomization state (repro.evaluation.plan.noise_seed), so the maps that the
+tests compare with each other never share noise.
 """
 from __future__ import annotations
 

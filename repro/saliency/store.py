@@ -1,93 +1,116 @@
-"""Saliency maps on disk, one file per (model state, method, image), computed only once.
+"""Saliency maps on disk, one self-checking file per (model, state, method, image).
 
-Layout under the run directory `root`:
-  <state>/<method>/<image_id>.npy   one post-processed map, (H, W) float32 exactly as
-                                    saliency_maps returned it (a cached map equals a fresh one)
-  <state>/<method>/settings.json    the parameters, target, seed and input range of those maps
-  xrai-segments/<image hash>.npy    XRAI's segments, shared by every state (segments.py)
-Every file is written atomically (temp file + os.replace): a killed run leaves whole maps only,
-and `compute_missing` continues where it stopped.
+Layout under a data set's maps folder (repro.layout.RunLayout.maps_dir):
+  <model>/<state>/<method>/<image_id>.npz    {"map": (H, W) float32, "meta": JSON text}
+  <model>/<state>/<method>/settings.json     what those maps were made with (for people to read)
+"meta" holds the fingerprint of everything the map was made from (the model's own fingerprint,
+which covers its settings and data, the state, the method's parameters, the seed, ...) and the
+SHA-256 of the map's bytes. A read verifies both: a file that is unreadable, of the wrong shape or
+whose bytes do not match its checksum is damaged; one made from other settings is stale. Either
+way it counts as missing, so the run computes it again (damaged files are named in a warning).
+Every file is written atomically (temp file + os.replace): a killed run leaves whole maps only.
 """
 from __future__ import annotations
 
+import hashlib
 import json
+import logging
 import re
+import zipfile
 from pathlib import Path
 
-import keras
 import numpy as np
-from tqdm.auto import tqdm
 
 from repro.io import atomic_path, write_json
 
-from .api import DEFAULT_INPUT_RANGE, resolve_params, saliency_maps
-from .segments import SegmentCache
+log = logging.getLogger(__name__)
 
 _NAME = re.compile(r"[A-Za-z0-9][A-Za-z0-9._-]*")
+
+
+class MapMissingError(LookupError):
+    """A map the caller needs is absent, stale or damaged (compute it first)."""
 
 
 class MapStore:
     def __init__(self, root: str | Path):
         self.root = Path(root)
-        self.segments = SegmentCache(self.root / "xrai-segments")
 
-    def has(self, state: str, method: str, image_id: str) -> bool:
-        return self._path(state, method, image_id).exists()
+    def path(self, model: str, state: str, method: str, image_id: str) -> Path:
+        return self._folder(model, state, method) / f"{_name(image_id, 'image id')}.npz"
 
-    def get(self, state: str, method: str, image_id: str) -> np.ndarray:
-        return np.load(self._path(state, method, image_id))
+    def write(self, model: str, state: str, method: str, image_id: str, smap: np.ndarray,
+              fingerprint: str) -> Path:
+        smap = np.ascontiguousarray(smap, dtype=np.float32)
+        meta = json.dumps({"fingerprint": fingerprint, "sha256": _digest(smap), "shape": list(smap.shape)})
+        path = self.path(model, state, method, image_id)
+        with atomic_path(path) as tmp, open(tmp, "wb") as handle:
+            np.savez(handle, map=smap, meta=np.array(meta))
+        return path
 
-    def put(self, state: str, method: str, image_id: str, smap: np.ndarray) -> None:
-        with atomic_path(self._path(state, method, image_id)) as tmp, open(tmp, "wb") as handle:
-            np.save(handle, np.asarray(smap, dtype=np.float32))
-
-    def check_settings(self, state: str, method: str, settings: dict) -> None:
-        """Record the settings of a (state, method) folder, or refuse ones that differ from it."""
-        path = self._folder(state, method) / "settings.json"
-        settings = json.loads(json.dumps(settings))  # tuples -> lists, as read back
+    def read(self, model: str, state: str, method: str, image_id: str, fingerprint: str,
+             *, shape: tuple[int, int] | None = None) -> np.ndarray | None:
+        """The stored map if it is whole and made from `fingerprint`, else None."""
+        path = self.path(model, state, method, image_id)
         if not path.exists():
+            return None
+        try:
+            stored = np.load(path, allow_pickle=False)
+            if not isinstance(stored, np.lib.npyio.NpzFile):
+                raise ValueError("not an .npz archive of a map and its meta data")
+            with stored:
+                if set(stored.files) != {"map", "meta"}:
+                    raise ValueError(f"holds {sorted(stored.files)}, not a map and its meta data")
+                smap, meta = stored["map"], json.loads(str(stored["meta"]))
+        except (OSError, ValueError, KeyError, EOFError, zipfile.BadZipFile) as err:
+            log.warning("%s is damaged (%s): it will be computed again", path, _short(err))
+            return None
+        if meta.get("fingerprint") != fingerprint:
+            log.info("%s was made from other settings or another model: it will be computed again", path)
+            return None
+        problem = None
+        if smap.dtype != np.float32 or smap.ndim != 2 or list(smap.shape) != meta.get("shape"):
+            problem = f"a {smap.dtype} array of shape {smap.shape}"
+        elif shape is not None and smap.shape != tuple(shape):
+            problem = f"shape {smap.shape}, expected {tuple(shape)}"
+        elif _digest(smap) != meta.get("sha256"):
+            problem = "its bytes do not match its checksum"
+        if problem:
+            log.warning("%s is damaged (%s): it will be computed again", path, problem)
+            return None
+        return smap
+
+    def stack(self, model: str, state: str, method: str, image_ids, fingerprint: str) -> np.ndarray:
+        """(N, H, W) maps of `image_ids`; MapMissingError names the first one not in the store."""
+        maps = []
+        for image_id in image_ids:
+            smap = self.read(model, state, method, image_id, fingerprint)
+            if smap is None:
+                raise MapMissingError(f"no valid map of {image_id} for {model} / {state} / {method} in "
+                                      f"{self.root}: compute the maps first (repro maps)")
+            maps.append(smap)
+        return np.stack(maps)
+
+    def missing(self, model: str, state: str, method: str, image_ids, fingerprint: str) -> list[str]:
+        return [i for i in image_ids if self.read(model, state, method, i, fingerprint) is None]
+
+    def record_settings(self, model: str, state: str, method: str, settings: dict) -> None:
+        """settings.json beside the maps: what made them, for a person reading the folder."""
+        path = self._folder(model, state, method) / "settings.json"
+        settings = json.loads(json.dumps(settings, default=str))
+        if not path.exists() or json.loads(path.read_text()) != settings:
             write_json(path, settings)
-        elif json.loads(path.read_text()) != settings:
-            raise ValueError(f"{path} holds maps made with {path.read_text().strip()}, "
-                             f"not {settings}: use another run directory or state name")
 
-    def _folder(self, state: str, method: str) -> Path:
-        return self.root / _name(state, "state") / _name(method, "method")
-
-    def _path(self, state: str, method: str, image_id: str) -> Path:
-        return self._folder(state, method) / f"{_name(image_id, 'image_id')}.npy"
+    def _folder(self, model: str, state: str, method: str) -> Path:
+        return self.root / _name(model, "model") / _name(state, "state") / _name(method, "method")
 
 
-def compute_missing(store: MapStore, model: keras.Model, state: str, method: str,
-                    images: np.ndarray, image_ids: list[str], params: dict, *,
-                    progress: bool = True, target: int | str = "predicted", seed: int = 0,
-                    input_range: tuple[float, float] = DEFAULT_INPUT_RANGE,
-                    batch_size: int | None = None, chunk_size: int = 16) -> int:
-    """Compute and store the maps of the images not yet stored; return how many were computed.
+def _digest(smap: np.ndarray) -> str:
+    return hashlib.sha256(np.ascontiguousarray(smap).tobytes()).hexdigest()
 
-    params: the method's parameters, e.g. load_preset("authors_code")[method] (missing ones take
-    the "paper" preset's value). images[i] is the model-ready image of image_ids[i]; it may be a
-    memory map, only the missing images are read. Maps are stored `chunk_size` images at a time,
-    so an interrupted run loses at most one chunk.
-    """
-    if len(images) != len(image_ids):
-        raise ValueError(f"{len(images)} images but {len(image_ids)} image ids")
-    params = resolve_params(method, **params)
-    store.check_settings(state, method, {
-        "params": params, "target": target if target == "predicted" else int(target),
-        "seed": int(seed), "input_range": [float(v) for v in input_range]})
-    todo = [i for i, image_id in enumerate(image_ids) if not store.has(state, method, image_id)]
-    with tqdm(total=len(image_ids), initial=len(image_ids) - len(todo), disable=not progress,
-              desc=f"{state} {method}", unit="map") as bar:
-        for start in range(0, len(todo), chunk_size):
-            chunk = todo[start:start + chunk_size]
-            maps = saliency_maps(model, images[chunk], method, target=target, seed=seed,
-                                 input_range=input_range, batch_size=batch_size,
-                                 segment_cache=store.segments, **params)
-            for i, smap in zip(chunk, maps):
-                store.put(state, method, image_ids[i], smap)
-            bar.update(len(chunk))
-    return len(todo)
+
+def _short(error: Exception) -> str:
+    return " ".join(str(error).split())[:120] or type(error).__name__
 
 
 def _name(value: str, what: str) -> str:

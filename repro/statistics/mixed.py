@@ -6,7 +6,8 @@ multcomp's post hoc step on a mixed model, so it is written out: each pairwise c
 and standard error come from the fixed effects and their covariance, and the p value is adjusted
 for all pairwise comparisons among the k groups with the studentized range distribution at
 infinite degrees of freedom (Tukey's HSD on asymptotically normal z statistics, which is what
-multcomp computes for lme4 fits when the design is balanced).
+multcomp computes for lme4 fits). With unequal n (degenerate maps dropped) each contrast's standard
+error comes from the fit's own covariance, as multcomp's does: the Tukey-Kramer form.
 """
 from __future__ import annotations
 
@@ -19,9 +20,10 @@ import pandas as pd
 import statsmodels.formula.api as smf
 from scipy.stats import studentized_range
 
+from repro.protocol import FAIL, NOT_MEASURED, PASS, UNCERTAIN
+
 log = logging.getLogger(__name__)
 
-PASS, FAIL, UNCERTAIN = "pass", "did not pass", "uncertain"
 
 
 @dataclass(frozen=True)
@@ -34,27 +36,46 @@ class Contrast:
     z: float
     p_value: float      # Tukey-adjusted, two-sided
     verdict: str        # pass / did not pass / uncertain, in the direction the test defines
+    n: int = 0          # finite scores in the compared group(s)
 
 
 def mixed_model_contrasts(scores: pd.DataFrame, pairs: list[tuple[str, str | float]], *,
                           higher_is_pass: bool = True, alpha: float = 0.05) -> list[Contrast]:
     """Fit score ~ group + (1 | image) and test each (group, reference) pair of `pairs`.
 
-    `scores` is long: columns image, group, score (NaN rows are dropped; count them before).
+    `scores` is long: columns image, group, score. NaN rows (degenerate maps) are dropped, so
+    groups may have unequal n: the model is fitted to what remains (count the drops before).
     A numeric reference is a constant baseline (the paper's SSIM 0.5): the group's fitted mean is
     tested against it. (Entering the constant as a group of identical scores, as one might in R,
     makes the model degenerate: that group has no residual variance.)
-    The Tukey family is every pairwise comparison among the groups present in `scores`.
+    The Tukey family is every pairwise comparison among the groups present in `scores`. A pair
+    whose group has fewer than two finite scores (all its maps degenerate, say) is not measured:
+    its contrast has a NaN P value and the verdict "not measured".
     A significant difference in the favourable direction is a pass (higher, or lower when
     higher_is_pass=False, as in the randomization test); a significant one the other way
     did not pass; no significant difference is uncertain.
     """
-    data = _validated(scores, pairs)
-    groups = sorted(data["group"].unique())
-    estimates, covariance = _group_means(data, groups)
-    index = {g: i for i, g in enumerate(groups)}
+    data = _validated(scores)
+    counts = data["group"].value_counts()
+    measurable = {g for g, n in counts.items() if n >= 2}
+
+    def measured(pair):
+        return all(not isinstance(name, str) or name in measurable for name in pair)
+
+    fitted = sorted({name for pair in pairs if measured(pair) for name in pair if isinstance(name, str)})
     results = []
+    if fitted:
+        data = data[data["group"].isin(measurable)]
+        groups = sorted(data["group"].unique())
+        if data["image"].nunique() < 2:
+            raise ValueError("scores: need at least 2 images for a mixed model")
+        estimates, covariance = _group_means(data, groups)
+        index = {g: i for i, g in enumerate(groups)}
     for group, reference in pairs:
+        n = int(counts.get(group, 0) + (counts.get(reference, 0) if isinstance(reference, str) else 0))
+        if not measured((group, reference)):
+            results.append(Contrast(group, reference, np.nan, np.nan, np.nan, np.nan, NOT_MEASURED, n))
+            continue
         weights = np.zeros(len(groups))
         weights[index[group]] = 1.0
         offset = 0.0
@@ -65,9 +86,9 @@ def mixed_model_contrasts(scores: pd.DataFrame, pairs: list[tuple[str, str | flo
         estimate = float(weights @ estimates) - offset
         std_error = float(np.sqrt(max(weights @ covariance @ weights, 0.0)))
         z = estimate / std_error if std_error > 0 else (0.0 if estimate == 0 else np.inf * np.sign(estimate))
-        p_value = tukey_p_value(z, len(groups))
+        p_value = tukey_p_value(z, max(2, len(groups)))
         results.append(Contrast(group, reference, estimate, std_error, float(z), p_value,
-                                verdict(estimate, p_value, higher_is_pass=higher_is_pass, alpha=alpha)))
+                                verdict(estimate, p_value, higher_is_pass=higher_is_pass, alpha=alpha), n))
     return results
 
 
@@ -123,19 +144,11 @@ def _group_means(data: pd.DataFrame, groups: list[str]) -> tuple[np.ndarray, np.
     return fit.params[names].to_numpy(), covariance
 
 
-def _validated(scores: pd.DataFrame, pairs) -> pd.DataFrame:
+def _validated(scores: pd.DataFrame) -> pd.DataFrame:
     missing = {"image", "group", "score"} - set(scores.columns)
     if missing:
         raise ValueError(f"scores: missing column(s) {sorted(missing)}; expected image, group, score")
     data = scores.loc[np.isfinite(scores["score"].astype(float)), ["image", "group", "score"]].copy()
     data["score"] = data["score"].astype(float)
     data["group"] = data["group"].astype(str)
-    present = set(data["group"])
-    for group, reference in pairs:
-        for name in (group, reference):
-            if isinstance(name, str) and name not in present:
-                raise ValueError(f"scores: group {name!r} has no finite score; groups: {sorted(present)}")
-    if data["image"].nunique() < 2:
-        raise ValueError("scores: need at least 2 images for a mixed model")
     return data
-

@@ -1,4 +1,4 @@
-"""Raw attributions -> (N, H, W) maps in [0, 1], as the authors' scripts did, and never NaN.
+"""Raw attributions -> (N, H, W) maps in [0, 1] as the authors' scripts did; degenerate maps NaN.
 
 The authors passed every map through PAIR's VisualizeImageGrayscale (sum of |values| over the
 channels, divide by the 99th percentile after subtracting the minimum, clip to [0, 1]) and then
@@ -14,9 +14,10 @@ min-max scaled it per image. Here:
 
 A map is degenerate when it is constant, non-finite, or has its 99th percentile at its minimum
 (fewer than 1% of the pixels above the floor): VisualizeImageGrayscale divides by zero there and
-the authors' maps became NaN (their SSIM analysis then dropped them). Degenerate maps come out as
-all zeros, so `is_degenerate` finds them afterwards, in memory or in a map store; a random model's
-Grad-CAM is a typical case (every channel-weighted sum negative, so ReLU leaves zeros).
+the authors' maps became NaN and their SSIM analysis dropped them. Degenerate maps come out all
+NaN here too, so every score of such a map is missing (never a number computed from zeros), and
+`is_degenerate` finds them in memory or in a map store; a random model's Grad-CAM is a typical case
+(every channel-weighted sum negative, so ReLU leaves zeros).
 """
 from __future__ import annotations
 
@@ -34,7 +35,7 @@ def postprocess(raw: np.ndarray, method: str) -> np.ndarray:
 
 
 def is_degenerate(maps: np.ndarray) -> np.ndarray:
-    """(N,) bool: maps that are constant or not finite (degenerate maps post-process to zeros)."""
+    """(N,) bool: maps that are constant or not finite (degenerate maps post-process to NaN)."""
     flat = np.asarray(maps).reshape(len(maps), -1)
     return ~np.isfinite(flat).all(axis=1) | (flat.max(axis=1) <= flat.min(axis=1))
 
@@ -44,12 +45,12 @@ def _clip_to_percentile(image_2d: np.ndarray) -> np.ndarray:
     vmax = np.percentile(image_2d, PERCENTILE)
     vmin = np.min(image_2d)
     if not (np.isfinite(vmax) and np.isfinite(vmin) and vmax > vmin):
-        return np.zeros_like(image_2d)
+        return np.full_like(image_2d, np.nan)
     return np.clip((image_2d - vmin) / (vmax - vmin), 0, 1)
 
 
 def _min_max(image_2d: np.ndarray) -> np.ndarray:
     low, high = np.min(image_2d), np.max(image_2d)
     if not (np.isfinite(low) and np.isfinite(high) and high > low):
-        return np.zeros_like(image_2d)
+        return np.full_like(image_2d, np.nan)
     return (image_2d - low) / (high - low)

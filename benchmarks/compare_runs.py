@@ -1,0 +1,56 @@
+"""Are two runs of an experiment the same, byte for byte? Compares their results/ folders.
+
+    python benchmarks/compare_runs.py RUN_DIR_A RUN_DIR_B [--out figures/reproducibility.json]
+
+Each run directory holds provenance.json (with the SHA-256 of every file in its results/) and
+results/. The comparison lists the files that differ, if any. With --out it writes the verdict,
+both runs' commits, start machines and times, and the digests compared; the README's results
+section quotes it only while those digests are the published run's (repro.report.readme).
+"""
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+from pathlib import Path
+
+REPOSITORY = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(REPOSITORY))
+
+from repro.io import sha256_file, write_json  # noqa: E402
+
+
+def compare(a: Path, b: Path) -> dict:
+    runs = []
+    for run in (a, b):
+        provenance = json.loads((run / "provenance.json").read_text())
+        digests = {p.name: sha256_file(p) for p in sorted((run / "results").iterdir()) if p.is_file()}
+        if digests != provenance["results_sha256"]:
+            raise SystemExit(f"{run}: results/ no longer matches its provenance.json")
+        runs.append({"run_dir": str(run), "commit": provenance["commit"], "finished": provenance["finished"],
+                     "wall_seconds": provenance["wall_seconds"], "peak_memory_gb": provenance["peak_memory_gb"],
+                     "results_sha256": digests})
+    first, second = (r["results_sha256"] for r in runs)
+    differing = sorted(name for name in set(first) | set(second) if first.get(name) != second.get(name))
+    identical = not differing
+    summary = (f"two runs from fresh clones gave byte-identical results/ ({len(first)} files)" if identical
+               else f"two runs differ in {len(differing)} of {len(first)} result files: {', '.join(differing)}")
+    return {"identical": identical, "differing_files": differing, "summary": summary,
+            "results_sha256": first, "runs": runs}
+
+
+def main(argv=None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    parser.add_argument("first", type=Path)
+    parser.add_argument("second", type=Path)
+    parser.add_argument("--out", type=Path)
+    args = parser.parse_args(argv)
+    result = compare(args.first, args.second)
+    print(result["summary"])
+    if args.out:
+        write_json(args.out, result)
+    return 0 if result["identical"] else 1
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,130 @@
+"""Computing the planned maps: one chunk at a time, in this process or in any worker process.
+
+`MapContext` is everything a process needs besides the run directory's files (picklable: a Dask
+worker receives it once per task and keeps what it loads). `compute_chunk` reads the chunk's
+images from the data cache, puts the model in the task's state (repro.models.resident) and writes
+each map to the store. A chunk whose maps are all present and valid is skipped, so any process
+can resume any other's work; a chunk with some maps missing is computed whole again (the same
+rows share the same model calls, so the maps it rewrites come out bit for bit as before).
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+from tqdm.auto import tqdm
+
+from repro.data.prepare import DataSource
+from repro.evaluation.plan import INPUT_RANGE, LOCALIZER, MapTask
+from repro.evaluation.selection import indices_of
+from repro.experiments import Cascade, ModelSpec, Runtime, Saliency
+from repro.layout import RunLayout
+from repro.saliency.store import MapStore
+
+
+@dataclass(frozen=True)
+class MapContext:
+    layout: RunLayout
+    data: dict[str, DataSource]
+    models: dict[str, ModelSpec]
+    saliency: Saliency
+    params: dict[str, dict]       # each method's resolved parameters
+    cascade: Cascade
+    runtime: Runtime
+
+
+@dataclass
+class _Resident:
+    """What one process keeps between chunks: data sets, models, segment caches."""
+    datasets: dict = field(default_factory=dict)
+    models: object = None
+    segments: dict = field(default_factory=dict)
+
+
+_RESIDENT: dict[int, _Resident] = {}
+
+
+def store_of(layout: RunLayout, dataset: str) -> MapStore:
+    return MapStore(layout.maps_dir(dataset))
+
+
+def is_done(context: MapContext, task: MapTask) -> bool:
+    store = store_of(context.layout, task.dataset)
+    return not store.missing(task.model, task.state, task.method, task.image_ids, task.fingerprint)
+
+
+def compute_chunk(context: MapContext, task: MapTask) -> int:
+    """Compute and store the task's maps unless they are all there; return how many were written."""
+    if is_done(context, task):
+        return 0
+    resident = _resident(context)   # first: it starts TensorFlow quietly, with the run's threads
+    from repro.models.localizers import localizer_maps
+    from repro.saliency import saliency_maps
+    dataset = _dataset(context, resident, task.dataset)
+    images = dataset.model_inputs(indices_of(dataset, task.image_ids))
+    model = resident.models.get(task.dataset, task.model, task.state)
+    if task.method == LOCALIZER:
+        maps = localizer_maps(model, images, context.models[task.model].arch)
+    else:
+        maps = saliency_maps(model, images, task.method, seed=task.seed, input_range=INPUT_RANGE,
+                             batch_size=context.saliency.batch_size, backend=context.saliency.backend,
+                             segment_cache=_segments(context, resident, task.dataset),
+                             **context.params[task.method])
+    store = store_of(context.layout, task.dataset)
+    for image_id, smap in zip(task.image_ids, maps):
+        store.write(task.model, task.state, task.method, image_id, smap, task.fingerprint)
+    return len(task.image_ids)
+
+
+def segment_chunk(context: MapContext, dataset_name: str, image_ids: tuple[str, ...]) -> int:
+    """XRAI's segments of some images, into the run's segment cache (CPU work, no model)."""
+    resident = _resident(context)
+    dataset = _dataset(context, resident, dataset_name)
+    cache = _segments(context, resident, dataset_name)
+    for image in dataset.model_inputs(indices_of(dataset, image_ids)):
+        cache.get(image)
+    return len(image_ids)
+
+
+def compute_in_process(context: MapContext, tasks: list[MapTask], *, progress: bool = True) -> int:
+    """Every task in this process, in plan order; returns the number of maps written."""
+    todo = [task for task in tasks if not is_done(context, task)]
+    total = sum(len(task.image_ids) for task in tasks)
+    done = total - sum(len(task.image_ids) for task in todo)
+    written = 0
+    with tqdm(total=total, initial=done, desc="maps", unit="map", disable=not progress) as bar:
+        for task in todo:
+            bar.set_postfix_str(f"{task.dataset} {task.model} {task.state} {task.method}", refresh=False)
+            written += compute_chunk(context, task)
+            bar.update(len(task.image_ids))
+    return written
+
+
+def _resident(context: MapContext) -> _Resident:
+    """This process's resident state for the run (one per run directory)."""
+    from repro.models.resident import ResidentModels
+    from repro.runtime import configure
+    key = hash((str(context.layout.root), tuple(sorted(context.models))))
+    if key not in _RESIDENT:
+        configure(deterministic=context.runtime.deterministic, threads=context.runtime.threads)
+        _RESIDENT.clear()   # one run at a time per process: free the previous run's models
+        _RESIDENT[key] = _Resident(models=ResidentModels(
+            context.layout, context.models, context.cascade, {name: d.size for name, d in context.data.items()}))
+    return _RESIDENT[key]
+
+
+def _dataset(context: MapContext, resident: _Resident, name: str):
+    if name not in resident.datasets:
+        resident.datasets[name] = context.data[name].load(progress=False)
+    return resident.datasets[name]
+
+
+def _segments(context: MapContext, resident: _Resident, name: str):
+    from repro.saliency import SegmentCache
+    if name not in resident.segments:
+        resident.segments[name] = SegmentCache(context.layout.segments_dir(name))
+    return resident.segments[name]
+
+
+def forget_resident() -> None:
+    """Drop this process's models and data (tests, and the driver after its maps are done)."""
+    _RESIDENT.clear()

@@ -1,0 +1,107 @@
+"""Which maps the four tests need, as units of work, each tied to a fingerprint of its inputs.
+
+For one data set and its ImageSelection:
+- every InceptionV3 replicate (the cascade replicates): its trained model on the utility images and
+  the sample, its fully randomized state on the sample (replicate 1 also on the utility images:
+  the paper compares trained and randomized utility), the intermediate states on the curve images;
+- the other models of the repeatability / reproducibility pairs: trained, on the utility images
+  and the sample;
+- the localization networks (method LOCALIZER): their per-pixel maps of the same images.
+A (model, state, method) is cut into chunks of `saliency.chunk_size` images in a fixed order, so
+the rows that share a model call never depend on what an earlier, interrupted run had finished:
+a resumed or distributed run computes the same bits as an uninterrupted one.
+"""
+from __future__ import annotations
+
+import hashlib
+from dataclasses import dataclass
+
+from repro.evaluation.selection import ImageSelection
+from repro.experiments import Cascade, Roles, Saliency
+from repro.io import fingerprint
+from repro.protocol import ORIGINAL
+
+LOCALIZER = "LOCALIZER"      # the method name of a localization network's own map
+MAPS_VERSION = 2             # bump when a change alters the maps the same settings produce
+DEFAULT_TARGET = "predicted"
+INPUT_RANGE = (0.0, 255.0)   # the kit's models take [0, 255] images and scale them inside
+
+
+@dataclass(frozen=True)
+class MapTask:
+    """One unit of work: the maps of a chunk of images for one (model, state, method)."""
+    dataset: str
+    model: str
+    state: str
+    method: str
+    image_ids: tuple[str, ...]
+    fingerprint: str            # what every map of the task is made from (checked on read)
+    seed: int                   # the SmoothGrad noise seed of this model and state
+
+    @property
+    def key(self) -> tuple[str, str, str]:
+        return (self.model, self.state, self.method)
+
+
+def noise_seed(seed: int, noise: str, model: str, state: str) -> int:
+    """The noise seed of one model state: per (seed, model, state) when independent (images add
+    their own hash in repro.saliency), so that maps compared with each other never share noise;
+    the experiment's seed itself when shared."""
+    if noise == "shared":
+        return seed
+    digest = hashlib.sha256(f"{seed}/{model}/{state}".encode()).digest()
+    return int.from_bytes(digest[:4], "little") & 0x7FFFFFFF
+
+
+def map_fingerprint(*, model_fingerprint: str, state: str, method: str, params: dict | None, seed: int,
+                    saliency: Saliency, cascade: Cascade) -> str:
+    if method == LOCALIZER:
+        return fingerprint({"model": model_fingerprint, "localizer": True, "version": MAPS_VERSION})
+    return fingerprint({
+        "model": model_fingerprint, "state": state, "method": method, "params": params, "seed": seed,
+        "cascade": None if state == ORIGINAL else cascade.model_dump(mode="json"),
+        "backend": saliency.backend, "batch_size": saliency.batch_size, "chunk_size": saliency.chunk_size,
+        "target": DEFAULT_TARGET, "input_range": INPUT_RANGE, "version": MAPS_VERSION})
+
+
+def needed_maps(selection: ImageSelection, roles: Roles, states: dict[str, tuple[str, ...]],
+                localizers: tuple[str, ...]) -> dict[tuple[str, str], tuple[str, ...]]:
+    """(model, state) -> the images whose maps the tests use, in selection order.
+
+    states: each cascade replicate's states, original first and fully randomized last."""
+    order = selection.all
+    wanted: dict[tuple[str, str], set[str]] = {}
+
+    def add(model: str, state: str, ids) -> None:
+        wanted.setdefault((model, state), set()).update(ids)
+
+    for replicate in roles.replicates:
+        replicate_states = states[replicate]
+        add(replicate, ORIGINAL, selection.utility + selection.sample)
+        add(replicate, replicate_states[-1], selection.sample)
+        for state in replicate_states[1:-1]:
+            add(replicate, state, selection.curve)
+    add(roles.replicates[0], states[roles.replicates[0]][-1], selection.utility)
+    for pair in (roles.repeatability, roles.reproducibility):
+        for model in pair or ():
+            add(model, ORIGINAL, selection.utility + selection.sample)
+    for model in localizers:
+        add(model, ORIGINAL, selection.utility + selection.sample)
+    return {key: tuple(i for i in order if i in ids) for key, ids in wanted.items()}
+
+
+def map_tasks(dataset: str, needed: dict[tuple[str, str], tuple[str, ...]], localizers: tuple[str, ...],
+              model_fingerprints: dict[str, str], params: dict[str, dict], saliency: Saliency,
+              cascade: Cascade) -> list[MapTask]:
+    """The chunks of work, ordered so that a process switches model and state as rarely as it can."""
+    tasks = []
+    for (model, state), ids in needed.items():
+        methods = [LOCALIZER] if model in localizers else list(saliency.methods)
+        seed = noise_seed(saliency.seed, saliency.noise, model, state)
+        for method in methods:
+            key = map_fingerprint(model_fingerprint=model_fingerprints[model], state=state, method=method,
+                                  params=params.get(method), seed=seed, saliency=saliency, cascade=cascade)
+            for start in range(0, len(ids), saliency.chunk_size):
+                tasks.append(MapTask(dataset, model, state, method, ids[start:start + saliency.chunk_size],
+                                     key, seed))
+    return tasks

@@ -1,0 +1,81 @@
+"""The protocol's names, in one place: methods, model states, tests, verdicts and data sets.
+
+Every stage imports its names from here, and nothing here imports anything heavier than the
+standard library (importing this module never imports TensorFlow). Adding a data set of the
+Kaggle kind means adding one `DatasetSpec` below.
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+# --- saliency methods --------------------------------------------------------------------------
+
+# The paper's eight (Table 1), in the paper's order: the default set and the tables' row order.
+PAPER_METHODS = ("GRAD", "SG", "IG", "SIG", "GCAM", "XRAI", "GBP", "GGCAM")
+# Six later methods graded with the same tests (not in the paper): Guided IG, Blur IG and
+# Occlusion from PAIR saliency; Grad-CAM++, Score-CAM and LayerCAM from tf-keras-vis.
+EXTRA_METHODS = ("GIG", "BIG", "OCC", "GCAMPP", "SCAM", "LCAM")
+METHODS = PAPER_METHODS + EXTRA_METHODS
+METHOD_TITLES = {
+    "GRAD": "Gradient", "SG": "SmoothGrad", "IG": "Integrated Gradients", "SIG": "Smooth IG",
+    "GCAM": "Grad-CAM", "XRAI": "XRAI", "GBP": "Guided Backprop", "GGCAM": "Guided Grad-CAM",
+    "GIG": "Guided IG", "BIG": "Blur IG", "OCC": "Occlusion", "GCAMPP": "Grad-CAM++",
+    "SCAM": "Score-CAM", "LCAM": "LayerCAM",
+}
+# The harness controls: maps that ignore the model (EDGE) or are the truth (ORACLE).
+CONTROLS = ("EDGE", "ORACLE")
+
+# --- model states of the randomization test ----------------------------------------------------
+
+ORIGINAL = "original"
+LOGITS = "logits"
+# InceptionV3's 12 states: the trained model, the classification head randomized, then the
+# Inception blocks mixed10 ... mixed1 randomized on top, one by one (the paper's Figure 3).
+INCEPTION_BLOCKS = tuple(f"mixed{k}" for k in range(10, 0, -1))
+INCEPTION_STATES = (ORIGINAL, LOGITS, *INCEPTION_BLOCKS)
+STATE_LABELS = {ORIGINAL: "Orig", LOGITS: "Logits", **{f"mixed{k}": str(k) for k in range(1, 11)}}
+
+# --- the four tests and their verdicts ---------------------------------------------------------
+
+UTILITY, RANDOMIZATION, REPEATABILITY, REPRODUCIBILITY = (
+    "utility", "randomization", "repeatability", "reproducibility")
+TESTS = (UTILITY, RANDOMIZATION, REPEATABILITY, REPRODUCIBILITY)
+SSIM_TESTS = (RANDOMIZATION, REPEATABILITY, REPRODUCIBILITY)
+
+PASS, FAIL, UNCERTAIN = "pass", "did not pass", "uncertain"
+VERDICTS = (PASS, FAIL, UNCERTAIN)
+NOT_MEASURED = "not measured"
+
+# The paper's utility low baseline, its similarity low baseline, and the row names the tables use.
+AVG = "AVG"
+LOW = "LOW"
+LOW_SSIM = 0.5
+
+
+# --- data sets ---------------------------------------------------------------------------------
+
+@dataclass(frozen=True)
+class DatasetSpec:
+    """One data set of the paper: where its Kaggle files are and how the tests treat it."""
+    name: str              # as experiments and score tables name it
+    title: str             # the paper's table heading
+    short: str             # as the paper's text names it
+    task: str              # "segmentation" (masks) or "detection" (boxes)
+    label_files: tuple[str, ...]  # the CSVs a complete layout has, relative to its root
+    image_dir: str         # the DICOM folder, relative to its root
+    localizer: str         # architecture of the high baseline ("unet" / "retinanet")
+    high_baseline: str     # its row name in the tables
+
+
+KAGGLE_DATASETS = {
+    "siim": DatasetSpec(
+        name="siim", title="SIIM-ACR pneumothorax segmentation", short="SIIM-ACR",
+        task="segmentation", label_files=("train-rle.csv",), image_dir="dicom-images-train",
+        localizer="unet", high_baseline="U-Net"),
+    "rsna": DatasetSpec(
+        name="rsna", title="RSNA pneumonia detection", short="RSNA", task="detection",
+        label_files=("stage_2_train_labels.csv", "stage_2_detailed_class_info.csv"),
+        image_dir="stage_2_train_images", localizer="retinanet", high_baseline="RetinaNet"),
+}
+DATASETS = tuple(KAGGLE_DATASETS)
+LOCALIZER_NAMES = {"unet": "U-Net", "retinanet": "RetinaNet"}

@@ -1,0 +1,83 @@
+"""The README's results section, written from a published run's records, never by hand.
+
+`results_section(figures_dir)` turns the files `publish` copies (provenance.json, grade.json,
+cells.csv, images.csv, models.json and, when two runs were compared, reproducibility.json) into
+Markdown; `update_readme` puts it between the README's two markers. The demo experiment publishes
+to figures/ and names the README (`publish_readme`), so every demo run rewrites the section; a test
+checks that the committed README matches the committed figures/.
+"""
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import pandas as pd
+
+from repro.io import write_text
+from repro.protocol import KAGGLE_DATASETS, NOT_MEASURED
+
+BEGIN = "<!-- results: written by repro.report.readme from figures/; do not edit by hand -->"
+END = "<!-- end of results -->"
+
+
+def results_section(figures: str | Path) -> str:
+    figures = Path(figures)
+    provenance = json.loads((figures / "provenance.json").read_text())
+    grade = json.loads((figures / "grade.json").read_text()) if (figures / "grade.json").is_file() else None
+    cells = pd.read_csv(figures / "cells.csv", dtype={"p": str, "verdict": str}, keep_default_na=False)
+    images = pd.read_csv(figures / "images.csv", dtype=str)
+    models = json.loads((figures / "models.json").read_text()) if (figures / "models.json").is_file() else {}
+    lines = [BEGIN, ""]
+    commit = (provenance.get("commit") or "unknown")[:12]
+    stages = ", ".join(f"{name} {stage['seconds'] / 60:.1f}" for name, stage in provenance["stages"].items())
+    lines.append(f"Run `{provenance['experiment']}` at commit `{commit}` ({provenance['finished']}), "
+                 f"{provenance['cluster']}, on {provenance['machine']['cores']} cores: "
+                 f"**{provenance['wall_seconds'] / 60:.0f} minutes** (minutes per stage: {stages}), "
+                 f"**peak memory {provenance['peak_memory_gb']:.1f} GB** (all processes). TensorFlow "
+                 f"{provenance['packages']['tensorflow']}, Keras {provenance['packages']['keras']}, PAIR saliency "
+                 f"{provenance['packages']['saliency']}; op determinism "
+                 f"{'on' if provenance['deterministic'] else 'off'}.")
+    lines.append("")
+    counts = images.groupby(["dataset", "test"]).size()
+    for dataset in dict.fromkeys(images["dataset"]):
+        name = KAGGLE_DATASETS[dataset].short if dataset in KAGGLE_DATASETS else dataset
+        scores = ", ".join(f"{model.split('/', 1)[1]} {record['test'][record['monitor']]:.3f}"
+                           for model, record in models.items() if model.startswith(f"{dataset}/")
+                           and record["test"].get(record["monitor"]) is not None)
+        lines.append(f"- {name}-like: {counts.get((dataset, 'utility'), 0)} positive test images for utility, "
+                     f"{counts.get((dataset, 'randomization'), 0)} in the sample of the SSIM tests"
+                     + (f"; test scores (classifiers ROC AUC, localizers pixel AP): {scores}" if scores else ""))
+    verdicts = cells[cells["column"].str.startswith("P_") & ~cells["verdict"].isin(["", NOT_MEASURED])]
+    methods = verdicts[~verdicts["method"].isin(["EDGE", "ORACLE"])]
+    fragile = methods["fragile"].astype(str) == "True"
+    lines.append(f"- verdicts of the methods: {len(methods)}, of which **{int((~fragile).sum())} firm** and "
+                 f"{int(fragile.sum())} fragile (◊: the verdict flips in more than 10% of bootstrap resamples "
+                 f"or replicates)")
+    if grade is not None:
+        lines.append(f"- fidelity grade: **{grade['headline']}**")
+    reproducibility = figures / "reproducibility.json"
+    check = json.loads(reproducibility.read_text()) if reproducibility.is_file() else None
+    if check is not None and check["results_sha256"] == provenance["results_sha256"]:
+        lines.append(f"- repeatability of the run itself: {check['summary']} (figures/reproducibility.json)")
+    else:
+        lines.append("- repeatability of the run itself: not yet compared with a second run of this commit "
+                     "(benchmarks/compare_runs.py)")
+    lines += ["", END]
+    return "\n".join(lines)
+
+
+def update_readme(readme: str | Path, figures: str | Path) -> Path:
+    """Replace the README's results section (between BEGIN and END) with the one `figures` gives."""
+    readme = Path(readme)
+    text = readme.read_text()
+    start, end = text.find(BEGIN), text.find(END)
+    if start < 0 or end < start:
+        raise ValueError(f"{readme}: no results section (the lines {BEGIN!r} ... {END!r})")
+    return write_text(readme, text[:start] + results_section(figures) + text[end + len(END):])
+
+
+def readme_section(readme: str | Path) -> str:
+    """The README's results section as it stands."""
+    text = Path(readme).read_text()
+    start, end = text.find(BEGIN), text.find(END)
+    return text[start:end + len(END)] if 0 <= start < end else ""

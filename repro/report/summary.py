@@ -1,0 +1,162 @@
+"""What a run found, as data: the verdicts of the four tests per method, the control check and the
+grade's headline. The command line prints from a `RunReport`; `report_markdown` writes the same as
+results/report.md, for the paper's experiments and for a user's own models alike.
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+import pandas as pd
+
+from repro.protocol import CONTROLS, FAIL, NOT_MEASURED, PASS
+from repro.report.tables import FRAGILE, MARKERS
+
+# Exit codes of `repro all` (the README and repro.cli say what each means).
+EXIT_OK, EXIT_ERROR, EXIT_CONTROLS_FAILED = 0, 2, 3
+
+# The verdict columns of the summary: (table, cell column, heading). Table 3 holds utility by AUPRC,
+# the paper's utility metric.
+VERDICT_COLUMNS = ((3, "P_AVG", "utility vs AVG"), (3, "P_High", "utility vs localizer"),
+                   (3, "P_Randomization", "randomization"), (4, "P_Repeat_Low", "repeatability vs 0.5"),
+                   (4, "P_Reprod_Low", "reproducibility vs 0.5"))
+
+
+# Below this many utility images the controls' verdicts say more about chance than about the
+# harness (the smoke run has three): the check is then reported as not made.
+MIN_CONTROL_IMAGES = 10
+
+
+def check_controls(cells: pd.DataFrame) -> list[str]:
+    """What the harness controls must show; each problem is one line (empty when all is well).
+    Data sets with fewer than MIN_CONTROL_IMAGES utility images are not judged."""
+    problems = []
+    for dataset in _checkable(cells, True):
+        mine = cells[cells["dataset"] == dataset]
+
+        def verdict(method, column):
+            row = mine[(mine.table == 3) & (mine.method == method) & (mine.column == column)]
+            return row["verdict"].iloc[0] if len(row) else None
+
+        edge = verdict("EDGE", "P_Randomization")
+        if edge is not None and edge != FAIL:
+            problems.append(f"{dataset}: the EDGE control (ignores the model) should FAIL the randomization "
+                            f"test, but its verdict is '{edge}'")
+        oracle = verdict("ORACLE", "P_AVG")
+        if oracle is not None and oracle != PASS:
+            problems.append(f"{dataset}: the ORACLE control (the true evidence) should beat AVG on utility, "
+                            f"but its verdict is '{oracle}'")
+    return problems
+
+
+def unchecked_controls(cells: pd.DataFrame) -> list[str]:
+    """One line per data set whose controls were not judged, saying why."""
+    return [f"{dataset}: controls not checked ({_utility_images(cells, dataset)} utility images; the check "
+            f"needs {MIN_CONTROL_IMAGES})" for dataset in _checkable(cells, False)]
+
+
+def _utility_images(cells: pd.DataFrame, dataset: str) -> int:
+    row = cells[(cells.dataset == dataset) & (cells.table == 3) & (cells.method == "AVG") & (cells.column == "AUPRC")]
+    return int(row["n"].iloc[0]) if len(row) else 0
+
+
+def _checkable(cells: pd.DataFrame, enough: bool) -> list[str]:
+    with_controls = cells[cells["method"].isin(CONTROLS)]
+    return [d for d in dict.fromkeys(with_controls["dataset"])
+            if (_utility_images(cells, d) >= MIN_CONTROL_IMAGES) == enough]
+
+
+@dataclass
+class RunReport:
+    """What a run produced: its cells, the grade (paper experiments only) and the control check."""
+    experiment: object                   # repro.experiments.Experiment
+    cells: pd.DataFrame
+    grade: dict | None
+    control_problems: list[str]
+    provenance: dict = field(default_factory=dict)
+
+    @property
+    def exit_code(self) -> int:
+        return EXIT_CONTROLS_FAILED if self.control_problems else EXIT_OK
+
+    @property
+    def has_controls(self) -> bool:
+        return bool(set(CONTROLS) & set(self.cells["method"]))
+
+    @property
+    def control_lines(self) -> list[str]:
+        """What the control check found, one line each (failures first)."""
+        if not self.has_controls:
+            return []
+        judged = set(_checkable(self.cells, True))
+        lines = [f"CONTROL CHECK FAILED: {p}" for p in self.control_problems]
+        if judged and not self.control_problems:
+            lines.append(f"controls ({', '.join(judged)}): EDGE fails the randomization test and ORACLE beats "
+                         "AVG, as they must")
+        return lines + unchecked_controls(self.cells)
+
+    def verdicts(self, dataset: str) -> pd.DataFrame:
+        """One row per method (in the cells' order), one column per test: the verdict, ◊ if fragile."""
+        mine = self.cells[self.cells["dataset"] == dataset]
+        methods = list(dict.fromkeys(mine.loc[(mine.table == 3) & (mine.column == "P_AVG"), "method"]))
+        rows = []
+        for method in methods:
+            row = {"method": method}
+            for table, column, heading in VERDICT_COLUMNS:
+                cell = mine[(mine.table == table) & (mine.method == method) & (mine.column == column)]
+                if cell.empty:
+                    row[heading] = "-"
+                    continue
+                cell = cell.iloc[0]
+                text = cell["verdict"] if cell["verdict"] else "-"
+                if text not in (NOT_MEASURED, "-") and cell["p"]:
+                    text += f" (P {cell['p']})"
+                row[heading] = text + (f" {FRAGILE}" if bool(cell["fragile"]) else "")
+            rows.append(row)
+        return pd.DataFrame(rows, columns=["method", *(h for _, _, h in VERDICT_COLUMNS)])
+
+    def verdict_lines(self) -> list[str]:
+        """The console summary: per data set, a line per method with its verdicts."""
+        lines = []
+        for dataset in dict.fromkeys(self.cells["dataset"]):
+            table = self.verdicts(dataset)
+            widths = [max(len(str(v)) for v in [h, *table[h]]) for h in table.columns]
+            lines.append(f"{dataset}:")
+            for values in [list(table.columns), *table.astype(str).values.tolist()]:
+                lines.append("  " + "  ".join(str(v).ljust(w) for v, w in zip(values, widths)).rstrip())
+        return lines
+
+    def grade_line(self) -> str | None:
+        return self.grade["headline"] if self.grade else None
+
+
+def report_markdown(report: RunReport) -> str:
+    """results/report.md: the verdicts per data set, what was not measured and why, the controls
+    and, for the paper's experiments, the grade's headline."""
+    experiment = report.experiment
+    settings = experiment.settings
+    lines = [f"# Saliency-map trustworthiness report: {experiment.name}", ""]
+    if settings.description:
+        lines += [settings.description, ""]
+    roles = experiment.roles
+    lines += [f"- methods: {', '.join(settings.saliency.methods)} (preset `{settings.saliency.preset}`)",
+              f"- models: utility and randomization on {', '.join(roles.replicates)}; repeatability "
+              f"{' vs '.join(roles.repeatability) if roles.repeatability else 'not measured (needs two models of one architecture)'}; "
+              f"reproducibility {' vs '.join(roles.reproducibility) if roles.reproducibility else 'not measured (needs models of two architectures)'}",
+              f"- markers: {MARKERS[FAIL]} did not pass, {MARKERS[PASS]} passed; {FRAGILE} fragile (the verdict flips in more "
+              f"than {settings.evaluation.stability.fragile_above:.0%} of bootstrap resamples or replicates)", ""]
+    for name, spec in experiment.datasets.items():
+        if name not in set(report.cells["dataset"]):
+            continue
+        lines += [f"## {spec.title}", "", report.verdicts(name).to_markdown(index=False), ""]
+        mine = report.cells[(report.cells["dataset"] == name) & (report.cells["verdict"] == NOT_MEASURED)]
+        reasons = mine.groupby("comparison", sort=False)["method"].apply(lambda m: ", ".join(dict.fromkeys(m)))
+        for why, methods in reasons.items():
+            lines.append(f"- not measured ({why}): {methods}")
+        lines.append("")
+    if report.has_controls:
+        lines += ["## Harness controls", "", *(f"- {line}" for line in report.control_lines), ""]
+    if report.grade:
+        lines += ["## Fidelity grade", "", f"{report.grade['headline']} (grade.md)", ""]
+    lines += ["Tables: table2.md, table3.md, table4.md; every cell with n and stability: cells.csv; "
+              "figures: figure2-4.png.", ""]
+    return "\n".join(lines)

@@ -1,0 +1,71 @@
+"""How a process runs TensorFlow: quietly, with the experiment's threads, deterministically if asked.
+
+- TensorFlow's C++ start-up writes lines to stderr before its logging is set up ("Could not find
+  cuda drivers", "oneDNN custom operations are on", "failed call to cuInit"), on every import on a
+  machine without a GPU; TF_CPP_MIN_LOG_LEVEL does not reach them. `import_tensorflow` imports it
+  with the process's stderr pointed at a temporary file, and replays what was written only if the
+  import fails.
+- `configure` applies an experiment's `runtime` section: the number of threads TensorFlow's kernels
+  use, and op determinism (tf.config.experimental.enable_op_determinism, with every seed fixed by
+  the stages), under which two runs on the same machine and versions give the same bits. Threads
+  must be set before TensorFlow runs its first op; a process that already ran one keeps its own.
+  On a GPU, op determinism makes TensorFlow choose deterministic kernels or raise an error for ops
+  that have none; bitwise equality then holds for one GPU model and driver, not across them.
+"""
+from __future__ import annotations
+
+import contextlib
+import logging
+import os
+import sys
+import tempfile
+
+log = logging.getLogger(__name__)
+
+os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
+
+
+@contextlib.contextmanager
+def _stderr_to_file():
+    """Point file descriptor 2 at a temporary file for the block; yield the file."""
+    sys.stderr.flush()
+    saved = os.dup(2)
+    with tempfile.TemporaryFile(mode="w+b") as capture:
+        os.dup2(capture.fileno(), 2)
+        try:
+            yield capture
+        finally:
+            sys.stderr.flush()
+            os.dup2(saved, 2)
+            os.close(saved)
+
+
+def import_tensorflow():
+    """Import TensorFlow (and Keras) without its start-up chatter; return the tensorflow module."""
+    if "tensorflow" in sys.modules:
+        return sys.modules["tensorflow"]
+    with _stderr_to_file() as capture:
+        try:
+            import tensorflow
+            import keras  # noqa: F401  (its backend import logs the same way)
+            tensorflow.config.list_physical_devices()   # CUDA probing logs at first use
+        except BaseException:
+            capture.seek(0)
+            sys.stderr.write(capture.read().decode(errors="replace"))
+            raise
+    return tensorflow
+
+
+def configure(*, deterministic: bool, threads: int | None) -> None:
+    """Apply a runtime section to this process (safe to call more than once)."""
+    tf = import_tensorflow()
+    if threads is not None:
+        current = tf.config.threading.get_intra_op_parallelism_threads()
+        if current != threads:
+            try:
+                tf.config.threading.set_intra_op_parallelism_threads(threads)
+                tf.config.threading.set_inter_op_parallelism_threads(threads)
+            except RuntimeError:
+                log.info("TensorFlow already started with %s threads; keeping them", current or "its default")
+    if deterministic:
+        tf.config.experimental.enable_op_determinism()

@@ -1,0 +1,50 @@
+"""The run-directory lock: a second run is refused naming the holder; a killed holder frees it."""
+import subprocess
+import sys
+import time
+
+import pytest
+
+from repro.io import RunLock, RunLockedError, fingerprint
+
+
+def test_a_second_holder_is_refused_with_the_first_named(tmp_path):
+    lock = tmp_path / "run" / ".lock"
+    with RunLock(lock):
+        with pytest.raises(RunLockedError, match=r"in use by pid \d+ on .* since"):
+            with RunLock(lock):
+                pass
+    with RunLock(lock):      # released: the next run gets it
+        pass
+
+
+def test_a_killed_holder_leaves_no_stale_lock(tmp_path):
+    lock = tmp_path / ".lock"
+    holder = subprocess.Popen([sys.executable, "-c", f"from repro.io import RunLock\nimport time\n"
+                               f"with RunLock({str(lock)!r}):\n    print('held', flush=True)\n    time.sleep(60)"],
+                              stdout=subprocess.PIPE, text=True)
+    assert holder.stdout.readline().strip() == "held"
+    with pytest.raises(RunLockedError, match=f"pid {holder.pid}"):
+        with RunLock(lock):
+            pass
+    holder.kill()
+    holder.wait()
+    time.sleep(0.1)
+    with RunLock(lock):      # the lock file is still there, but nobody holds it
+        assert lock.exists()
+
+
+def test_fingerprints_follow_content_not_key_order():
+    assert fingerprint({"a": 1, "b": [1, 2]}) == fingerprint({"b": [1, 2], "a": 1})
+    assert fingerprint({"a": 1}) != fingerprint({"a": 2})
+
+
+def test_a_full_disk_is_one_line_naming_the_file_and_leaves_nothing(tmp_path):
+    from repro.io import atomic_path
+    target = tmp_path / "maps" / "img1.npz"
+    with pytest.raises(OSError, match=r"img1.npz: could not be written \(6400 requested and 5088 written\); "
+                                      r"[\d.]+ GB free on its file system"):
+        with atomic_path(target) as tmp:
+            tmp.write_bytes(b"partial")
+            raise OSError("6400 requested and 5088 written")      # numpy's message for a short write
+    assert list((tmp_path / "maps").iterdir()) == []

@@ -1,0 +1,61 @@
+"""The README: its results section is the one the published run's records give, its two commands
+come first, its layout section names what the tree holds, and nothing cites files outside the
+repository."""
+import re
+import subprocess
+from pathlib import Path
+
+import pytest
+
+from repro import pipeline
+from repro.experiments import load_experiment
+from repro.report.readme import BEGIN, END, readme_section, results_section, update_readme
+
+REPOSITORY = Path(__file__).resolve().parents[1]
+README = REPOSITORY / "README.md"
+OUTSIDE = "../" + "shared"    # the team folder beside the checkout, which a clone does not have
+
+
+def test_the_readme_results_are_the_published_run_s():
+    """figures/ and the README's numbers move together: a demo run rewrites both (publish_readme)."""
+    assert readme_section(README) == results_section(REPOSITORY / "figures")
+
+
+def test_the_readme_starts_with_its_two_commands():
+    code = re.search(r"```bash\n(.*?)```", README.read_text(), flags=re.DOTALL).group(1)
+    assert [line.split("#")[0].strip() for line in code.strip().splitlines()] == ["make demo", "make test"]
+    ci = (REPOSITORY / ".ci" / "run").read_text()
+    assert "make test" in ci
+
+
+def test_the_layout_section_names_every_module_and_folder():
+    layout = re.search(r"## Layout\n\n```\n(.*?)```", README.read_text(), flags=re.DOTALL).group(1)
+    for path in sorted((REPOSITORY / "repro").rglob("*.py")):
+        if path.name != "__init__.py":
+            assert path.stem in layout, f"README layout does not mention {path.relative_to(REPOSITORY)}"
+    for folder in ("repro", "experiments", "notebooks", "tests", "benchmarks", "figures", "docs"):
+        assert re.search(rf"^{folder}/", layout, flags=re.MULTILINE), folder
+
+
+def test_nothing_cites_files_outside_the_repository():
+    tracked = subprocess.run(["git", "ls-files"], cwd=REPOSITORY, capture_output=True, text=True).stdout.split()
+    if not tracked:
+        pytest.skip("not a git checkout")
+    offenders = [name for name in tracked if name.endswith((".py", ".md", ".yaml", ".ipynb", ".cfg"))
+                 and (REPOSITORY / name).is_file() and OUTSIDE in (REPOSITORY / name).read_text()]
+    assert offenders == []
+
+
+def test_a_published_run_rewrites_the_readme_section(smoke_run, tmp_path):
+    experiment = load_experiment("smoke", run_dir=smoke_run.run_dir, overrides=[
+        f"publish_dir={tmp_path / 'figures'}", f"publish_readme={tmp_path / 'README.md'}",
+        "allow_outside_project=true"])
+    (tmp_path / "README.md").write_text(f"# Title\n\nbefore\n\n{BEGIN}\nold numbers\n{END}\n\nafter\n")
+    pipeline.publish(experiment)
+    text = (tmp_path / "README.md").read_text()
+    assert text.startswith("# Title\n\nbefore\n\n") and text.endswith("\n\nafter\n") and "old numbers" not in text
+    section = readme_section(tmp_path / "README.md")
+    assert "Run `smoke` at commit" in section and "3 positive test images for utility" in section
+    assert "fidelity grade: **" in section and "not yet compared with a second run" in section
+    with pytest.raises(ValueError, match="no results section"):
+        update_readme(tmp_path / "figures" / "report.md", tmp_path / "figures")

@@ -65,22 +65,32 @@ def rsna_root(tmp_path):
 
 @pytest.fixture(scope="session")
 def smoke_run(tmp_path_factory):
-    """The README's main command on the smoke experiment, once per session, in this process.
+    """The README's main command on the smoke experiment, once per session, on a local Dask
+    cluster of two worker processes, one of which is killed (SIGKILL) once the maps stage has
+    written a few maps: every test that reads this run also checks that a dead worker costs
+    nothing (tests/test_pipeline.py compares the run with an in-process one, bit for bit).
 
     Read-only for every test: a test that changes a run works on a copy (tests.helpers.copy_run)."""
     import contextlib
     import io
+    import threading
     from types import SimpleNamespace
 
     from repro import pipeline
     from repro.cli import main
     from repro.experiments import load_experiment
+    from tests.helpers import kill_a_worker_once_maps_appear
     run_dir = tmp_path_factory.mktemp("smoke")
-    printed = io.StringIO()
-    with contextlib.redirect_stdout(printed):
-        code = main(["all", "--experiment", "smoke", "--run-dir", str(run_dir)])
+    printed, killed, stop = io.StringIO(), [], threading.Event()
+    killer = threading.Thread(target=kill_a_worker_once_maps_appear, args=(run_dir, killed, stop), daemon=True)
+    killer.start()
+    try:
+        with contextlib.redirect_stdout(printed):
+            code = main(["all", "--experiment", "smoke", "--run-dir", str(run_dir), "--cluster", "local:2"])
+    finally:
+        stop.set()
+        killer.join()
     assert code == 0, printed.getvalue()[-3000:]
     experiment = load_experiment("smoke", run_dir=run_dir)
     return SimpleNamespace(experiment=experiment, run_dir=run_dir, results=experiment.layout.results_dir,
-                           cells=pipeline.read_cells(experiment), printed=printed.getvalue())
-
+                           cells=pipeline.read_cells(experiment), printed=printed.getvalue(), killed=killed)

@@ -2,6 +2,8 @@
 from __future__ import annotations
 
 import shutil
+import threading
+from pathlib import Path
 
 import numpy as np
 import pandas as pd
@@ -62,3 +64,17 @@ def copy_run(run, target, *, parts=("data", "cache", "models", "maps", "results"
         if (run.run_dir / name).exists():
             shutil.copy2(run.run_dir / name, target / name)
     return target
+
+
+def kill_a_worker_once_maps_appear(run_dir: Path, killed: list, stop: threading.Event) -> None:
+    """Kill one Dask worker process (SIGKILL) of this process once the maps stage has written a
+    few maps under run_dir; its pid goes into `killed`."""
+    import psutil
+    while not stop.wait(0.2):
+        if len(list((run_dir / "maps").rglob("*.npz"))) >= 10:
+            workers = [p for p in psutil.Process().children(recursive=True)
+                       if "spawn_main" in " ".join(p.cmdline())]
+            if workers:
+                workers[0].kill()
+                killed.append(workers[0].pid)
+                return

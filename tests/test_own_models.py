@@ -64,7 +64,7 @@ def own(tmp_path_factory):
             "cnn_b": {"file": "cnn_b.keras", "architecture": "smallcnn", "preprocessing": "unit",
                       "output": "probabilities"}}},
         "saliency": {"methods": ["GRAD", "SG", "GCAM", "LCAM", "OCC"],
-                     "overrides": {"SG": {"nsamples": 2}, "OCC": {"size": 8}}},
+                     "overrides": {"SG": {"nsamples": 2}, "OCC": {"size": 8, "stride": 4}}},
         "evaluation": {"ssim_images": 5, "pairs_per_image": 5, "cascade": {"groups": 3},
                        "stability": {"resamples": 5}},
         "runtime": {"deterministic": True, "threads": 1},

@@ -16,6 +16,7 @@ import json
 import logging
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Callable
 
 import numpy as np
 from skimage.transform import resize
@@ -26,13 +27,32 @@ from repro.data.dicom import read_dicom
 from repro.data.splits import paper_split_lists, read_split_csv
 from repro.data.tables import read_label_csv
 from repro.io import write_npz
+from repro.protocol import KAGGLE_DATASETS
 
 log = logging.getLogger(__name__)
 
-DATASETS = ("siim", "rsna")
 TRUTH_CSV = "phantom-truth.csv"   # written by the phantom generator beside the Kaggle files
 CACHE_VERSION = 2                  # bump when the cached arrays' meaning changes
 GREY_LEVELS = 65535                # uint16 full scale; 65535 / 257 = 255
+
+
+@dataclass(frozen=True)
+class KaggleReader:
+    """How one Kaggle layout's label files become records, and a record a mask at model size (the
+    rest of a data set's description is its repro.protocol.DatasetSpec)."""
+    records: Callable[[Path, bool], list]                    # (root, drop_not_normal) -> records
+    mask: Callable[[object, tuple[int, int], int], np.ndarray]   # (record, image shape, size) -> mask
+
+
+READERS = {
+    "siim": KaggleReader(
+        records=lambda root, drop_not_normal: siim.load_siim_records(root),
+        mask=lambda record, shape, size: _resize_mask(siim.decode_record_mask(record, *shape), size)),
+    "rsna": KaggleReader(
+        records=lambda root, drop_not_normal: rsna.load_rsna_records(root, drop_not_normal=drop_not_normal),
+        mask=lambda record, shape, size: rsna.boxes_to_mask(record.boxes, shape, size,
+                                                            where=f"patientId {record.image_id}")),
+}
 
 
 @dataclass
@@ -90,16 +110,15 @@ def load_dataset(name: str, root: str | Path, size: int, *, cache_dir: str | Pat
     `split` is "paper" (the authors' procedure), a split CSV path, or an object with
     test_fraction, val_fraction and seed (the same procedure with other fractions).
     """
-    if name not in DATASETS:
-        raise ValueError(f"unknown data set {name!r}; expected one of {', '.join(DATASETS)}")
+    if name not in READERS:
+        raise ValueError(f"unknown data set {name!r}; expected one of {', '.join(READERS)}")
     if int(size) < 32:
         raise ValueError(f"input size must be at least 32 pixels, got {size}")
     root = Path(root)
-    records = (siim.load_siim_records(root) if name == "siim"
-               else rsna.load_rsna_records(root, drop_not_normal=drop_not_normal))
+    records = READERS[name].records(root, drop_not_normal)
     if not records:
         raise ValueError(f"{root}: no images listed in the {name} label file")
-    label_files = [root / "train-rle.csv"] if name == "siim" else [root / rsna.LABELS_CSV, root / rsna.CLASS_CSV]
+    label_files = [root / f for f in KAGGLE_DATASETS[name].label_files]
     fingerprint = source_fingerprint([CACHE_VERSION, name, int(size), bool(drop_not_normal)], root,
                                      label_files + [root / TRUTH_CSV], [r.dicom_path for r in records], split)
     return cached(Path(cache_dir), name, size, fingerprint,
@@ -148,11 +167,7 @@ def _decode(name, root, size, records, split, fingerprint, progress) -> Dataset:
     for i, record in enumerate(tqdm(records, desc=f"decoding {name} DICOMs", disable=None if progress else True)):
         pixels = read_dicom(record.dicom_path)
         images[i] = to_grey_levels(_resize(pixels, size))
-        if name == "siim":
-            masks[i] = _resize_mask(siim.decode_record_mask(record, *pixels.shape), size)
-        else:
-            masks[i] = rsna.boxes_to_mask(record.boxes, pixels.shape, size,
-                                          where=f"patientId {record.image_id}")
+        masks[i] = READERS[name].mask(record, pixels.shape, size)
         if truth is not None:
             rle = truth["Evidence"].get(ids[i], "-1")
             evidence[i] = _resize_mask(siim.rle_decode(rle, *pixels.shape, where=f"{TRUTH_CSV}: {ids[i]}"), size)

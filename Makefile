@@ -4,7 +4,7 @@ PYTHON ?= python3
 VENV := .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
-export TF_CPP_MIN_LOG_LEVEL ?= 2
+export TF_CPP_MIN_LOG_LEVEL ?= 3
 
 .PHONY: demo test install clean
 
@@ -12,7 +12,7 @@ $(STAMP): setup.cfg pyproject.toml
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
 	$(BIN)/python -m pip install --quiet --upgrade pip 2> $(VENV)/pip.log || (cat $(VENV)/pip.log; exit 1)
 	$(BIN)/python -m pip install --quiet -e ".[test]" 2> $(VENV)/pip.log || (cat $(VENV)/pip.log; exit 1)
-	$(BIN)/python -c "import repro, tensorflow, saliency, pydicom, pytest"
+	$(BIN)/python -c "from repro.runtime import import_tensorflow; import_tensorflow(); import saliency, pydicom, pytest"
 	touch $(STAMP)
 
 install: $(STAMP)

@@ -49,7 +49,7 @@ from tf_keras_vis.utils.scores import CategoricalScore  # noqa: E402
 
 from repro.saliency import METHODS, SegmentCache, load_preset, saliency_maps  # noqa: E402
 from repro.saliency.engine import default_conv_layer  # noqa: E402
-from benchmarks.reference import stock_call_model_function  # noqa: E402
+from benchmarks.reference import raw_input_gradients, stock_call_model_function  # noqa: E402
 
 TARGET_OF_LIMIT = 0.9            # ours >= 0.9 x limit for these methods
 LIMITED = ("GRAD", "SG", "IG", "SIG", "GBP")
@@ -172,13 +172,7 @@ def measure(method: str, model, images, params: dict, limit_step, args) -> dict:
 
 def gradient_step(model, images, batch_size: int):
     """A traced call computing input gradients of class 1's logit for `batch_size` rows."""
-    @tf.function(input_signature=[tf.TensorSpec((None, *images.shape[1:]), tf.float32)])
-    def gradients(x):
-        with tf.GradientTape() as tape:
-            tape.watch(x)
-            logit = tf.reduce_sum(model(x, training=False)[:, 1])
-        return tape.gradient(logit, x)
-
+    gradients = raw_input_gradients(model)
     batch = np.resize(images, (batch_size, *images.shape[1:]))
     step = lambda: gradients(batch).numpy()  # noqa: E731
     step()  # trace

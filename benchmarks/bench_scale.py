@@ -35,6 +35,7 @@ configure(deterministic=True, threads=1)
 
 import numpy as np  # noqa: E402
 
+from benchmarks.reference import raw_input_gradients  # noqa: E402
 from repro import pipeline  # noqa: E402
 from repro.execution import InProcess  # noqa: E402
 from repro.experiments import load_experiment  # noqa: E402
@@ -97,7 +98,7 @@ def measure_scaling(args) -> dict:
             stream = None
         else:
             from repro.distributed import DaskExecutor
-            with DaskExecutor(label, experiment.settings.runtime, progress=False) as executor:
+            with DaskExecutor(label, progress=False) as executor:
                 executor.maps(context, tasks, progress=False)
                 stream = executor.client.get_task_stream() if label == "local:2" else None
         timings[label] = round(time.perf_counter() - started, 1)
@@ -177,21 +178,13 @@ def measure_320() -> tuple[float, float, dict]:
     """One input gradient and one training image of InceptionV3 at 320 px (batch 8), and XRAI's CPU
     work per image, on this machine."""
     import keras
-    import tensorflow as tf
     from saliency.core.xrai import XRAI, XRAIParameters, _get_segments_felzenszwalb
 
     from repro.models.classifiers import build_classifier
     keras.utils.set_random_seed(0)
     model = build_classifier("inception_v3", 320)
     x = np.random.default_rng(0).uniform(0, 255, (8, 320, 320, 3)).astype(np.float32)
-
-    @tf.function
-    def step(rows):
-        with tf.GradientTape() as tape:
-            tape.watch(rows)
-            y = tf.reduce_sum(model(rows, training=False)[:, 1])
-        return tape.gradient(y, rows)
-
+    step = raw_input_gradients(model)
     step(x).numpy()
     started = time.perf_counter()
     for _ in range(3):

@@ -35,6 +35,7 @@ tf = import_tensorflow()
 import keras  # noqa: E402
 import numpy as np  # noqa: E402
 
+from benchmarks.reference import raw_input_gradients  # noqa: E402
 from repro.models.classifiers import build_classifier  # noqa: E402
 from repro.protocol import PAPER_METHODS  # noqa: E402
 from repro.saliency import saliency_maps  # noqa: E402
@@ -119,14 +120,7 @@ def gpu_part(model, images, params, cpu, args) -> dict:
 def gradient_limit(model, images, batch_size, seconds=5.0) -> float:
     """Input gradients per second of a plain batched tf.function: the hardware limit."""
     rows = np.resize(images, (batch_size, *images.shape[1:])).astype(np.float32)
-
-    @tf.function(input_signature=[tf.TensorSpec((None, *images.shape[1:]), tf.float32)])
-    def step(x):
-        with tf.GradientTape() as tape:
-            tape.watch(x)
-            y = tf.reduce_sum(model(x, training=False)[:, 1])
-        return tape.gradient(y, x)
-
+    step = raw_input_gradients(model)
     step(rows).numpy()
     done, started = 0, time.perf_counter()
     while time.perf_counter() - started < seconds:

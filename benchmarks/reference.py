@@ -1,7 +1,9 @@
-"""The stock PAIR saliency usage: the naive reference path that tests and benchmarks compare with.
+"""The two references our saliency engine is measured against, independent of it on purpose:
 
-PAIR's documented TF2 call_model_function: an eager GradientTape per call, one image per row,
-call_model_args={"target": class}. Independent of the batched engine on purpose.
+- stock PAIR usage (the naive path tests and benchmarks compare with): PAIR's documented TF2
+  call_model_function, an eager GradientTape per call, one image per row,
+  call_model_args={"target": class};
+- the hardware limit: a plain batched tf.function of input gradients, nothing else.
 """
 from __future__ import annotations
 
@@ -31,3 +33,15 @@ def stock_call_model_function(model: keras.Model, layer: str | None = None):
                 CONVOLUTION_OUTPUT_GRADIENTS: tape.gradient(output, conv).numpy()}
 
     return call_model_function
+
+
+def raw_input_gradients(model: keras.Model):
+    """The limit's path: a traced function of the input gradients of class 1's logit, any batch."""
+    @tf.function(input_signature=[tf.TensorSpec((None, *model.input_shape[1:]), tf.float32)])
+    def gradients(x):
+        with tf.GradientTape() as tape:
+            tape.watch(x)
+            logit = tf.reduce_sum(model(x, training=False)[:, 1])
+        return tape.gradient(logit, x)
+
+    return gradients

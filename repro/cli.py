@@ -9,10 +9,12 @@ from __future__ import annotations
 
 import argparse
 import logging
+import os
 import sys
 from pathlib import Path
 
-from repro.runtime import import_tensorflow
+import repro.runtime  # noqa: F401  (TensorFlow's logging settings, before anything starts it)
+
 
 log = logging.getLogger("repro")
 EXIT_ERROR, EXIT_INTERRUPTED = 2, 130
@@ -57,7 +59,7 @@ def build_parser() -> argparse.ArgumentParser:
     make.add_argument("--confounder-rate", type=float, default=0.0,
                       help="probability that a positive image carries a chest tube / marker")
     make.add_argument("--datasets", default=",".join(DATASETS), help="comma-separated: siim, rsna")
-    make.set_defaults(handler=_make_phantoms, tensorflow=False)
+    make.set_defaults(handler=_make_phantoms)
     for name, handler, text in (("summary", _summary, "counts, prevalence, split sizes, mask areas"),
                                 ("preview", _preview, "a grid of images with findings outlined")):
         command = data_commands.add_parser(name, help=text)
@@ -69,13 +71,13 @@ def build_parser() -> argparse.ArgumentParser:
         command.add_argument("--split-csv", type=Path, help="explicit split (columns Image_ID, Split)")
         command.add_argument("--keep-not-normal", action="store_true",
                              help="RSNA: keep the 'No Lung Opacity / Not Normal' class the paper dropped")
-        command.set_defaults(handler=handler, tensorflow=False)
+        command.set_defaults(handler=handler)
         if name == "preview":
             command.add_argument("--out", required=True, type=Path, help="PNG file to write")
             command.add_argument("--n", type=_positive_int, default=16)
             command.add_argument("--seed", type=int, default=0)
 
-    def experiment_command(name, help, handler, *, tensorflow=True, cluster=False):
+    def experiment_command(name, help, handler, *, cluster=False):
         command = commands.add_parser(name, help=help)
         command.add_argument("--experiment", default="demo", help="name in experiments/ or a YAML path (default demo)")
         command.add_argument("--run-dir", type=Path, help="override the experiment's run directory")
@@ -85,23 +87,21 @@ def build_parser() -> argparse.ArgumentParser:
             command.add_argument("--cluster", metavar="SPEC",
                                  help="run the work on Dask: local:N (N worker processes here) or a scheduler "
                                       "address such as tcp://host:8786 (default: the experiment's runtime.cluster)")
-        command.set_defaults(handler=handler, tensorflow=tensorflow)
+        command.set_defaults(handler=handler)
         return command
 
-    config = experiment_command("config", "print the resolved experiment (every default filled in)", _config,
-                                tensorflow=False)
+    config = experiment_command("config", "print the resolved experiment (every default filled in)", _config)
     config.add_argument("--check", action="store_true", help="only validate; print nothing when it is valid")
     train = experiment_command("train", "train the experiment's models (finished ones are kept)", _train, cluster=True)
     train.add_argument("--only", help="train only this model (e.g. inception_r1)")
     maps = experiment_command("maps", "compute the saliency maps the tests need (resumable)", _maps, cluster=True)
     maps.add_argument("--methods", type=_names, help="comma-separated subset of the experiment's methods")
     maps.add_argument("--states", type=_names, help="comma-separated subset of original,logits,mixed10,...,mixed1")
-    table = experiment_command("table", "write Table 2, 3 or 4 from the run's cells", _table, tensorflow=False)
+    table = experiment_command("table", "write Table 2, 3 or 4 from the run's cells", _table)
     table.add_argument("number", type=int, choices=[2, 3, 4])
-    figure = experiment_command("figure", "draw Figure 2, 3 or 4 from the run's scores and maps", _figure,
-                                tensorflow=False)
+    figure = experiment_command("figure", "draw Figure 2, 3 or 4 from the run's scores and maps", _figure)
     figure.add_argument("number", type=int, choices=[2, 3, 4])
-    experiment_command("grade", "compare the run's tables with the published ones", _grade, tensorflow=False)
+    experiment_command("grade", "compare the run's tables with the published ones", _grade)
     experiment_command("all", "run the whole pipeline of an experiment (resumable)", _all, cluster=True)
     return parser
 
@@ -110,9 +110,9 @@ def main(argv: list[str] | None = None) -> int:
     parser = build_parser()
     args = parser.parse_args(argv)
     logging.basicConfig(level=logging.INFO if args.verbose else logging.WARNING, format="%(levelname)s: %(message)s")
+    if args.verbose:   # TensorFlow's C++ messages too (read when it starts, also in worker processes)
+        os.environ["TF_CPP_MIN_LOG_LEVEL"] = "0"
     try:
-        if args.tensorflow:
-            import_tensorflow()
         return args.handler(args) or 0
     except (ValueError, OSError, LookupError) as err:  # our errors name the file, row or key
         if args.verbose:
@@ -162,6 +162,9 @@ def _experiment(args):
 
 
 def _cluster(args, experiment) -> str | None:
+    """The cluster the work runs on (None: this process). TensorFlow starts only where a stage needs
+    it (repro.runtime.configure, quietly): the driver of a cluster run, and an in-process run while
+    isolated trainings run, hold none of its memory."""
     return getattr(args, "cluster", None) or experiment.settings.runtime.cluster
 
 
@@ -179,7 +182,7 @@ def _train(args) -> None:
     from repro.execution import executor_for
     from repro.io import RunLock
     experiment = _experiment(args)
-    with RunLock(experiment.layout.lock_file), executor_for(_cluster(args, experiment), experiment.settings.runtime) as executor:
+    with RunLock(experiment.layout.lock_file), executor_for(_cluster(args, experiment)) as executor:
         pipeline.stage_data(experiment)
         pipeline.stage_train(experiment, executor, only=args.only)
 
@@ -193,7 +196,7 @@ def _maps(args) -> None:
     if args.methods and set(args.methods) - set(methods):
         raise ValueError(f"--methods: unknown {sorted(set(args.methods) - set(methods))}; this experiment's "
                          f"methods are {', '.join(methods)} (choose others with --set saliency.methods=[...])")
-    with RunLock(experiment.layout.lock_file), executor_for(_cluster(args, experiment), experiment.settings.runtime) as executor:
+    with RunLock(experiment.layout.lock_file), executor_for(_cluster(args, experiment)) as executor:
         datasets = pipeline.prepare_data(experiment)
         plans = pipeline.stage_maps(experiment, datasets, executor, methods=args.methods, states=args.states)
     print(f"{sum(len(t.image_ids) for p in plans.values() for t in p.tasks)} maps in "

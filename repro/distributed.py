@@ -22,7 +22,6 @@ import os
 import re
 from typing import Callable
 
-from distributed.diagnostics.plugin import WorkerPlugin
 from tqdm.auto import tqdm
 
 log = logging.getLogger(__name__)
@@ -30,22 +29,8 @@ log = logging.getLogger(__name__)
 ALLOWED_FAILURES = 5        # worker deaths a task may witness before the run gives up on it
 
 
-class TensorFlowSetup(WorkerPlugin):
-    """A worker plugin: each worker process starts TensorFlow with the run's threads and op
-    determinism before it runs a task (once TensorFlow has run an op, its threads are fixed)."""
-
-    name = "repro-tensorflow"
-
-    def __init__(self, deterministic: bool, threads: int | None):
-        self.deterministic, self.threads = deterministic, threads
-
-    def setup(self, worker=None):
-        from repro.runtime import configure
-        configure(deterministic=self.deterministic, threads=self.threads)
-
-
 class DaskExecutor:
-    def __init__(self, spec: str, runtime, *, progress: bool = True):
+    def __init__(self, spec: str, *, progress: bool = True):
         import dask
         from distributed import Client, LocalCluster
         self.progress = progress
@@ -73,16 +58,16 @@ class DaskExecutor:
             self.description = f"Dask scheduler {spec.strip()}"
         else:
             raise ValueError(f"--cluster {spec!r}: expected local:N or a scheduler address such as tcp://host:8786")
-        self.client.register_plugin(TensorFlowSetup(runtime.deterministic, runtime.threads))
 
     # --- the executor's three calls --------------------------------------------------------------
 
-    def train(self, context, jobs: list[tuple[str, str]], *, progress: bool = True) -> list[dict]:
-        from repro.models.training import train_job
+    def train(self, context, jobs: list[tuple[str, tuple[str, ...]]], *, progress: bool = True) -> list[dict]:
+        from repro.models.records import train_group
         self._check_shared(context.layout.root)
-        futures = [self.client.submit(train_job, context, dataset, name, key=f"train-{dataset}-{name}",
-                                      pure=False, resources=self._gpu()) for dataset, name in jobs]
-        return self._gather(futures, [1] * len(futures), "train", "model", progress)
+        futures = [self.client.submit(train_group, context, dataset, names, key=f"train-{dataset}-{names[0]}",
+                                      pure=False, resources=self._gpu()) for dataset, names in jobs]
+        return [record for group in self._gather(futures, [len(names) for _, names in jobs], "train", "model",
+                                                 progress) for record in group]
 
     def maps(self, context, tasks, *, progress: bool = True) -> None:
         from repro.evaluation.maps import compute_chunk, segment_chunk

@@ -155,6 +155,10 @@ class RetinaNet(_Trained):
     def _levels(self):
         if not 2 <= self.levels[0] <= self.levels[1]:
             raise ValueError(f"levels must be [min, max] pyramid levels with 2 <= min <= max, got {self.levels}")
+        filters = self.backbone.get("stackwise_num_filters") if isinstance(self.backbone, dict) else None
+        if filters and filters[0] != 64:    # keras-hub's ResNetBackbone refuses it, but only when it is built
+            raise ValueError(f"backbone.stackwise_num_filters must start with 64 (keras-hub's ResNetBackbone), "
+                             f"got {filters}")
         return self
 
 
@@ -291,10 +295,17 @@ class Evaluation(_Section):
         return self
 
 
+class TrainingRuntime(_Section):
+    isolated: bool = Field(False, description="train each model in a fresh process that exits after it, so that "
+                                              "its memory goes back to the system (TensorFlow keeps what a "
+                                              "process once held: ten models in one process took 10 GB)")
+
+
 class Runtime(_Section):
     deterministic: bool = Field(False, description="TensorFlow op determinism: byte-identical reruns")
     threads: Optional[int] = Field(None, ge=1, description="TensorFlow threads per process (null: its default)")
     cluster: Optional[str] = Field(None, description="'local:N' or a Dask scheduler address; null: in-process")
+    training: TrainingRuntime = TrainingRuntime()
 
 
 class ExperimentSettings(_Section):

@@ -64,22 +64,27 @@ def stage_data(experiment: Experiment, *, progress: bool = True) -> dict[str, Da
     return datasets
 
 
-def train_jobs(experiment: Experiment, *, only: str | None = None) -> list[tuple[str, str]]:
-    """(data set, model) for every model the kit trains, in file order."""
+def train_jobs(experiment: Experiment, *, only: str | None = None) -> list[tuple[str, tuple[str, ...]]]:
+    """(data set, models of one architecture) for every model the kit trains, in file order: the
+    units of training work (a process trains the replicates of a group one after another)."""
     models = experiment.models
     if only is not None and only not in models:
         raise ValueError(f"unknown model {only!r}; experiment {experiment.name} has {', '.join(models)}")
-    return [(dataset, name) for dataset, spec in experiment.datasets.items() for name, model in models.items()
-            if model.file is None and model.applies_to(spec) and (only is None or name == only)]
+    groups: dict[tuple[str, str], list[str]] = {}
+    for dataset, spec in experiment.datasets.items():
+        for name, model in models.items():
+            if model.file is None and model.applies_to(spec) and (only is None or name == only):
+                groups.setdefault((dataset, model.arch), []).append(name)
+    return [(dataset, tuple(names)) for (dataset, _), names in groups.items()]
 
 
 def train_context(experiment: Experiment):
-    from repro.models.training import TrainContext
+    from repro.models.records import TrainContext
     archs = {spec.arch for spec in experiment.models.values() if spec.file is None}
     runtime = experiment.settings.runtime
     return TrainContext(experiment.layout, data_sources(experiment), experiment.models,
                         {arch: experiment.train_settings(arch) for arch in archs},
-                        runtime.deterministic, runtime.threads)
+                        runtime.deterministic, runtime.threads, runtime.training.isolated)
 
 
 def check_model_files(experiment: Experiment) -> None:
@@ -109,7 +114,7 @@ def model_summary(records: list[dict]) -> dict:
 
 def plan_maps(experiment: Experiment, dataset: Dataset, *, methods=None, states=None) -> MapPlan:
     """What the tests need of one data set: selection, chunks of maps, fingerprints."""
-    from repro.models.training import finished_record, load_trained_model, model_fingerprint
+    from repro.models.records import finished_record, model_fingerprint
     roles, models = experiment.roles, experiment.models
     if not roles.replicates:
         raise ValueError(f"{experiment.path}: no classifier to explain: the experiment needs models")
@@ -133,8 +138,9 @@ def plan_maps(experiment: Experiment, dataset: Dataset, *, methods=None, states=
         spec = models[name]
         if spec.arch == "inception_v3":
             cascade_states[name] = INCEPTION_STATES
-        else:
+        else:   # a model of another architecture: its states follow its layers (TensorFlow loaded here)
             from repro.models.cascade import states_of
+            from repro.models.training import load_trained_model
             cascade_states[name] = states_of(load_trained_model(experiment.layout, dataset.name, spec, size=dataset.size),
                                              groups=cascade.groups)
     needed = needed_maps(selection, roles, cascade_states, localizers)
@@ -297,7 +303,7 @@ def _run_stages(experiment: Experiment, clock: StageClock, cluster: str | None, 
     with clock.stage("data"):
         say(f"data: experiment {experiment.name}, run directory {layout.root}")
         datasets = stage_data(experiment, progress=progress)
-    with executor_for(cluster, experiment.settings.runtime, progress=progress) as executor:
+    with executor_for(cluster, progress=progress) as executor:
         with clock.stage("train"):
             say(f"train ({executor.description})")
             records = stage_train(experiment, executor, progress=progress)

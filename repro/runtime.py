@@ -2,7 +2,7 @@
 
 - TensorFlow's C++ start-up writes lines to stderr before its logging is set up ("Could not find
   cuda drivers", "oneDNN custom operations are on", "failed call to cuInit"), on every import on a
-  machine without a GPU; TF_CPP_MIN_LOG_LEVEL does not reach them. `import_tensorflow` imports it
+  machine without a GPU; TF_CPP_MIN_LOG_LEVEL does not reach all of them. `import_tensorflow` imports it
   with the process's stderr pointed at a temporary file, and replays what was written only if the
   import fails.
 - `configure` applies an experiment's `runtime` section: the number of threads TensorFlow's kernels
@@ -22,7 +22,11 @@ import tempfile
 
 log = logging.getLogger(__name__)
 
-os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
+# TensorFlow's C++ logging, read when it starts (also in worker processes, which inherit it): 3
+# keeps even its ERROR lines out (on a CPU-only machine "failed call to cuInit"; with TF 2.21 a
+# "NodeDef mentions attribute use_unbounded_threadpool" line per input pipeline). Real failures
+# still raise Python exceptions; `repro -v` sets 0 and shows everything.
+os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")
 
 
 @contextlib.contextmanager

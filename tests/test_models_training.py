@@ -122,8 +122,8 @@ def test_reading_a_damaged_model_names_the_file(tmp_path):
         training.load_trained_weights(layout, "siim", UNET)
 
 
-def test_a_killed_run_resumes_after_its_last_epoch(tmp_path, monkeypatch):
-    layout, settings = RunLayout(tmp_path), TINY.model_copy(update={"epochs": 3, "eager": False})
+def killed_in_epoch_two(layout, settings, monkeypatch) -> None:
+    """Train until the second validation (epoch two) raises KeyboardInterrupt, as a kill would."""
     evaluate, calls = SegmentationTask.evaluate, []
 
     def dies_in_epoch_two(self, model, dataset, split):
@@ -134,11 +134,16 @@ def test_a_killed_run_resumes_after_its_last_epoch(tmp_path, monkeypatch):
     monkeypatch.setattr(SegmentationTask, "evaluate", dies_in_epoch_two)
     with pytest.raises(KeyboardInterrupt):
         train(layout, UNET, settings)
+    monkeypatch.setattr(SegmentationTask, "evaluate", evaluate)
+
+
+def test_a_killed_run_resumes_after_its_last_epoch(tmp_path, monkeypatch):
+    layout, settings = RunLayout(tmp_path), TINY.model_copy(update={"epochs": 3, "eager": False})
+    killed_in_epoch_two(layout, settings, monkeypatch)
     work = layout.training_dir("siim", "unet_r1")
     assert json.loads((work / "state.json").read_text())["epoch"] == 1
     assert not layout.model_file("siim", "unet_r1").exists()
 
-    monkeypatch.setattr(SegmentationTask, "evaluate", evaluate)
     fit, starts = keras.Model.fit, []
 
     def spy(self, *args, **kwargs):
@@ -153,17 +158,7 @@ def test_a_killed_run_resumes_after_its_last_epoch(tmp_path, monkeypatch):
 
 def test_a_broken_checkpoint_starts_over_instead_of_sticking(tmp_path, monkeypatch, caplog):
     layout, settings = RunLayout(tmp_path), TINY.model_copy(update={"epochs": 2, "eager": False})
-    evaluate, calls = SegmentationTask.evaluate, []
-
-    def dies_in_epoch_two(self, model, dataset, split):
-        calls.append(split)
-        if len(calls) == 2:
-            raise KeyboardInterrupt
-        return evaluate(self, model, dataset, split)
-    monkeypatch.setattr(SegmentationTask, "evaluate", dies_in_epoch_two)
-    with pytest.raises(KeyboardInterrupt):
-        train(layout, UNET, settings)
-    monkeypatch.setattr(SegmentationTask, "evaluate", evaluate)
+    killed_in_epoch_two(layout, settings, monkeypatch)
     work = layout.training_dir("siim", "unet_r1")
     state = json.loads((work / "state.json").read_text())
     (work / state["last"]).write_bytes(b"broken")
@@ -184,3 +179,24 @@ def test_when_training_stops(epoch, best_epoch, best_score, stop):
     task = SegmentationTask(UNET, TINY.model_copy(update={"epochs": 10}), planted_dataset("siim", 0))
     state = {"epoch": epoch, "best_epoch": best_epoch, "best_score": best_score}
     assert training._should_stop(task, state) is stop
+
+
+def test_replicates_trained_one_after_another_equal_replicates_trained_alone(tmp_path):
+    """A process that trains r1 then r2 reuses r1's compiled model (its training step traced once);
+    r2 comes out bit for bit as when it is trained first, in a clean session."""
+    from dataclasses import replace
+    settings = TINY.model_copy(update={"epochs": 2, "eager": False})
+    second = replace(UNET, name="unet_r2", seed=2)
+    together = RunLayout(tmp_path / "together")
+    train(together, UNET, settings)
+    compiled = training._HELD.model
+    train(together, second, settings)
+    assert training._HELD.model is compiled                       # reused, not built again
+    training.release_models()
+    alone = RunLayout(tmp_path / "alone")
+    train(alone, second, settings)
+    a = training.load_trained_weights(together, "siim", second)
+    b = training.load_trained_weights(alone, "siim", second)
+    assert all(np.array_equal(x, y) for x, y in zip(a, b))
+    first = training.load_trained_weights(together, "siim", UNET)
+    assert not all(np.array_equal(x, y) for x, y in zip(a, first))

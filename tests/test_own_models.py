@@ -3,7 +3,6 @@
 the checks a user's files get at load."""
 import contextlib
 import io
-import json
 
 import keras
 import numpy as np

@@ -12,7 +12,7 @@ weighted layers below the head, split top-down into that many groups of consecut
 
 A randomized layer gets fresh values from its own initializers (kernel, bias, BatchNorm gamma and
 beta, and the moving mean / variance reset to their initial values), seeded from (seed, model
-name, layer, weight), so a state's weights are the same in both modes, for every call, in every
+name, the layer's position in the model, weight), so a state's weights are the same in both modes, for every call, in every
 process, and different between replicates.
 
 The API hands out weights, never a model re-randomized in place: `cascade_weights(model, state)`
@@ -59,14 +59,14 @@ def cascade_weights(model: keras.Model, state: str, *, seed: int = 0, mode: str 
     fresh = {} if fresh is None else fresh
     kept = iter(base) if base is not None else None
     weights = []
-    for layer in model.layers:
+    for index, layer in enumerate(model.layers):
         randomized = layer.name in layers
         for variable in layer.weights:
             own = next(kept) if kept is not None else None
             if randomized:
-                key = (seed, model_name or model.name, layer.name, variable.name)
+                key = (seed, model_name or model.name, index, variable.name)
                 if key not in fresh:
-                    fresh[key] = _fresh_value(layer, variable, seed, model_name or model.name)
+                    fresh[key] = _fresh_value(layer, index, variable, seed, model_name or model.name)
                 weights.append(fresh[key])
             else:
                 weights.append(own if own is not None else np.array(variable.numpy()))
@@ -116,15 +116,17 @@ def _grouped_plan(model: keras.Model, groups: int) -> dict[str, list[str]]:
     return plan
 
 
-def _fresh_value(layer: keras.layers.Layer, variable, seed: int, model_name: str) -> np.ndarray:
-    """A new value for one weight from the layer's initializer for it, seeded for repeatability."""
+def _fresh_value(layer: keras.layers.Layer, index: int, variable, seed: int, model_name: str) -> np.ndarray:
+    """A new value for one weight from the layer's initializer for it, seeded by the layer's
+    position, not its name: Keras names layers "conv2d_94" or "conv2d_376" depending on what the
+    process built before, and the same model must get the same state wherever it is loaded."""
     short = variable.name
     initializer = getattr(layer, f"{short}_initializer", None)
     if initializer is None:
         raise ValueError(f"layer {layer.name!r}: no initializer found for its weight {short!r}")
     config = keras.initializers.serialize(initializer)
     if "seed" in config["config"]:
-        key = f"{seed}/{model_name}/{layer.name}/{short}"
+        key = f"{seed}/{model_name}/{index}/{short}"
         config["config"]["seed"] = zlib.crc32(key.encode()) & 0x7FFFFFFF
     value = keras.initializers.deserialize(config)(variable.shape, variable.dtype)
     return np.array(keras.ops.convert_to_numpy(value))

@@ -44,9 +44,11 @@ class Task:
     def build(self) -> keras.Model:
         """The model compiled for training."""
         model = self.model()
-        model.compile(optimizer=keras.optimizers.Adam(self.settings.learning_rate),
-                      run_eagerly=self.settings.eager, **self._loss())
+        model.compile(optimizer=self.optimizer(), run_eagerly=self.settings.eager, **self._loss())
         return model
+
+    def optimizer(self) -> keras.optimizers.Optimizer:
+        return keras.optimizers.Adam(self.settings.learning_rate)
 
     def targets(self, labels: np.ndarray, masks: np.ndarray):
         raise NotImplementedError

@@ -51,49 +51,14 @@ import tensorflow as tf
 
 from repro.data.dataset import Dataset
 from repro.experiments import ModelSpec, TrainSettings
-from repro.io import fingerprint, sha256_file, write_json, write_npz
+from repro.io import sha256_file, write_json, write_npz
 from repro.layout import RunLayout
 from repro.models.augment import augment
 from repro.models.batchnorm import recalibrate_batchnorm
+from repro.models.records import _notice, finished_record, model_fingerprint
 from repro.models.tasks import TASKS, Task
 
 log = logging.getLogger(__name__)
-
-TRAINING_VERSION = 2    # bump when a change to training alters what a model learns
-
-
-def model_fingerprint(spec: ModelSpec, settings: TrainSettings | None, dataset: Dataset) -> str:
-    """What a model is made from: its architecture's settings, seed and training settings, the
-    input size and the exact data (for a user's model: the file's own bytes)."""
-    if spec.file is not None:
-        return fingerprint({"file": sha256_file(spec.file), "preprocessing": spec.preprocessing,
-                            "output": spec.output, "size": dataset.size})
-    return fingerprint({"arch": spec.arch, "seed": spec.seed, "settings": spec.settings,
-                        "train": settings.model_dump(mode="json"), "size": dataset.size,
-                        "data": dataset.fingerprint, "version": TRAINING_VERSION})
-
-
-def finished_record(layout: RunLayout, dataset: str, name: str, wanted: str) -> dict | None:
-    """The record of a finished model made from `wanted`, or None (absent, stale or damaged,
-    each said once on the log)."""
-    record_path, model_path = layout.model_record(dataset, name), layout.model_file(dataset, name)
-    if not record_path.is_file():
-        return None
-    try:
-        record = json.loads(record_path.read_text())
-    except (OSError, ValueError) as err:
-        _notice(f"{dataset}/{name}: its record {record_path} is unreadable ({err}): training it again")
-        return None
-    if record.get("fingerprint") != wanted:
-        _notice(f"{dataset}/{name}: the experiment's settings or data changed since it was trained: "
-                "training it again")
-        return None
-    for path, key in ((model_path, "sha256"), (layout.model_weights(dataset, name), "weights_sha256")):
-        if not path.is_file() or sha256_file(path) != record.get(key):
-            _notice(f"{dataset}/{name}: {path} is missing or damaged (checksum): training it again")
-            return None
-    return record
-
 
 def load_trained_model(layout: RunLayout, dataset: str, spec: ModelSpec, *, size: int | None = None) -> keras.Model:
     """A finished model of the run, for inference (not compiled); a user's model from its file
@@ -132,10 +97,7 @@ def train_model(task: Task, dataset: Dataset, layout: RunLayout, name: str, *, p
     record_path.unlink(missing_ok=True)
     work = layout.training_dir(dataset.name, name)
     state = _read_state(work, wanted, f"{dataset.name}/{name}")
-    keras.backend.clear_session()   # Keras' global state grows with every model built
-    keras.utils.set_random_seed(task.spec.seed)
-    with own_initializer_seeds(task.spec.seed):
-        model = task.build()
+    model, finished = _models_for(task)
     if state["epoch"] and not _resume(model, work / state["last"], f"{dataset.name}/{name}"):
         shutil.rmtree(work)
         state = _read_state(work, wanted, "")
@@ -147,7 +109,7 @@ def train_model(task: Task, dataset: Dataset, layout: RunLayout, name: str, *, p
                   epochs=task.settings.epochs, callbacks=[_EpochEnd(task, dataset, state, work)],
                   shuffle=False, verbose=1 if progress else 0)   # the batches come shuffled
     metrics = _finish(task, model, dataset, state, work, name)
-    finished = _without_optimizer(task, model)
+    finished.set_weights(model.get_weights())
     _save(finished.save, final)
     weights = layout.model_weights(dataset.name, name)
     write_npz(weights, **{f"w{i}": w for i, w in enumerate(finished.get_weights())})
@@ -323,13 +285,63 @@ def own_initializer_seeds(seed: int):
         seed_generator.python_random = shared
 
 
-def _without_optimizer(task: Task, model: keras.Model) -> keras.Model:
-    """An uncompiled copy: a .keras file holds the optimizer state of a compiled model (Adam: twice
-    the weights), which only resuming needs, not the finished model."""
-    with own_initializer_seeds(task.spec.seed):   # overwritten below; seeded so that nothing is shared
-        copy = task.model()
-    copy.set_weights(model.get_weights())
-    return copy
+@dataclass
+class _Held:
+    """The models of the last architecture this process trained (see _models_for)."""
+    key: tuple = ()
+    model: keras.Model | None = None      # compiled: the one trained
+    finished: keras.Model | None = None   # uncompiled: what is saved
+
+
+_HELD = _Held()
+
+
+def _models_for(task: Task) -> tuple[keras.Model, keras.Model]:
+    """The compiled model to train, initialised from the task's seed, and an uncompiled one of the
+    same architecture to save the result in (a .keras file of the compiled model would also hold
+    Adam's state, twice the weights, which only resuming needs).
+
+    Replicates of one architecture and settings trained one after another in a process share one
+    compiled model: its training step is traced once (about 40 s for InceptionV3 on a laptop) and
+    each replicate gets its own initial weights (from a model built under its seed) and a new
+    optimizer state; the numbers are those of a model built afresh. Anything else starts a clean
+    Keras session."""
+    global _HELD
+    key = (task.spec.arch, json.dumps(task.spec.settings, sort_keys=True), task.size,
+           task.settings.model_dump_json())
+    keras.utils.set_random_seed(task.spec.seed)
+    if _HELD.key == key:
+        with own_initializer_seeds(task.spec.seed):
+            initial = task.model()
+        _HELD.model.set_weights(initial.get_weights())
+        _reset_optimizer(_HELD.model, task)
+        return _HELD.model, _HELD.finished
+    _HELD = _Held()
+    keras.backend.clear_session()   # Keras' global state grows with every model built
+    with own_initializer_seeds(task.spec.seed):
+        model = task.build()
+        finished = task.model()      # its initial weights are overwritten before it is saved
+    _HELD = _Held(key, model, finished)
+    return model, finished
+
+
+def release_models() -> None:
+    """Let go of the models held for the next replicate (the maps stage wants their memory)."""
+    global _HELD
+    _HELD = _Held()
+    keras.backend.clear_session()
+
+
+def _reset_optimizer(model: keras.Model, task: Task) -> None:
+    """The optimizer's state (step count, moments) as a new optimizer's, in place, so that the traced
+    training step stays valid."""
+    fresh = task.optimizer()
+    fresh.build(model.trainable_variables)
+    if not model.optimizer.built:
+        model.optimizer.build(model.trainable_variables)
+    state: dict = {}
+    fresh.save_own_variables(state)
+    model.optimizer.load_own_variables(state)
 
 
 def _save(save: Callable[[Path], None], path: Path) -> None:
@@ -367,29 +379,3 @@ def _format(value) -> str:
 def _say(progress: bool, message: str) -> None:
     if progress:
         print(message, flush=True)
-
-
-def _notice(message: str) -> None:
-    """A one-line notice the user sees whatever the log level: stale or damaged files being rebuilt."""
-    log.warning(message)
-
-
-@dataclass(frozen=True)
-class TrainContext:
-    """What any process needs to train an experiment's models (picklable, for worker processes)."""
-    layout: RunLayout
-    data: dict            # data set name -> repro.data.prepare.DataSource
-    models: dict          # model name -> ModelSpec
-    settings: dict        # architecture -> TrainSettings
-    deterministic: bool
-    threads: int | None
-
-
-def train_job(context: TrainContext, dataset: str, name: str, *, progress: bool = False) -> dict:
-    """Train (or reuse) one model of the run: what `repro train` runs per model, in any process."""
-    from repro.runtime import configure
-    configure(deterministic=context.deterministic, threads=context.threads)
-    data = context.data[dataset].load(progress=False)
-    spec = context.models[name]
-    return train_model(make_task(spec, context.settings[spec.arch], data), data, context.layout, name,
-                       progress=progress)

@@ -94,8 +94,9 @@ class RunReport:
                          "AVG, as they must")
         return lines + unchecked_controls(self.cells)
 
-    def verdicts(self, dataset: str) -> pd.DataFrame:
-        """One row per method (in the cells' order), one column per test: the verdict, ◊ if fragile."""
+    def verdicts(self, dataset: str, *, with_p: bool = True) -> pd.DataFrame:
+        """One row per method (in the cells' order), one column per test: the verdict (and its P
+        value), ◊ if fragile."""
         mine = self.cells[self.cells["dataset"] == dataset]
         methods = list(dict.fromkeys(mine.loc[(mine.table == 3) & (mine.column == "P_AVG"), "method"]))
         rows = []
@@ -108,7 +109,7 @@ class RunReport:
                     continue
                 cell = cell.iloc[0]
                 text = cell["verdict"] if cell["verdict"] else "-"
-                if text not in (NOT_MEASURED, "-") and cell["p"]:
+                if with_p and text not in (NOT_MEASURED, "-") and cell["p"]:
                     text += f" (P {cell['p']})"
                 row[heading] = text + (f" {FRAGILE}" if bool(cell["fragile"]) else "")
             rows.append(row)
@@ -118,7 +119,7 @@ class RunReport:
         """The console summary: per data set, a line per method with its verdicts."""
         lines = []
         for dataset in dict.fromkeys(self.cells["dataset"]):
-            table = self.verdicts(dataset)
+            table = self.verdicts(dataset, with_p=False)
             widths = [max(len(str(v)) for v in [h, *table[h]]) for h in table.columns]
             lines.append(f"{dataset}:")
             for values in [list(table.columns), *table.astype(str).values.tolist()]:

@@ -14,7 +14,7 @@ from repro.protocol import METHODS
 
 from . import extra, gradcam, gradients, integrated, pairpath, xrai
 from .context import Context
-from .params import _integer, _positive_int, method_parameters, resolve_params
+from .params import _integer, _positive_int, resolve_params
 from .postprocessing import postprocess
 from .segments import SegmentCache
 

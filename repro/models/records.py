@@ -1,0 +1,92 @@
+"""What a trained model is made from, and whether a finished one can be reused; without TensorFlow.
+
+The driver of a cluster run plans the work with these (fingerprints, finished records, the picklable
+TrainContext and train_group) without importing TensorFlow: only the processes that train or compute
+maps do (repro.models.training). See repro.models.training for the files a finished model has.
+"""
+from __future__ import annotations
+
+import json
+import logging
+import multiprocessing
+from concurrent.futures import ProcessPoolExecutor
+from dataclasses import dataclass
+
+from repro.experiments import ModelSpec, TrainSettings
+from repro.io import fingerprint, sha256_file
+from repro.layout import RunLayout
+
+log = logging.getLogger(__name__)
+
+TRAINING_VERSION = 2    # bump when a change to training alters what a model learns
+
+
+def model_fingerprint(spec: ModelSpec, settings: TrainSettings | None, dataset) -> str:
+    """What a model is made from: its architecture's settings, seed and training settings, the
+    input size and the exact data (for a user's model: the file's own bytes)."""
+    if spec.file is not None:
+        return fingerprint({"file": sha256_file(spec.file), "preprocessing": spec.preprocessing,
+                            "output": spec.output, "size": dataset.size})
+    return fingerprint({"arch": spec.arch, "seed": spec.seed, "settings": spec.settings,
+                        "train": settings.model_dump(mode="json"), "size": dataset.size,
+                        "data": dataset.fingerprint, "version": TRAINING_VERSION})
+
+
+def finished_record(layout: RunLayout, dataset: str, name: str, wanted: str) -> dict | None:
+    """The record of a finished model made from `wanted`, or None (absent, stale or damaged,
+    each said once on the log)."""
+    record_path, model_path = layout.model_record(dataset, name), layout.model_file(dataset, name)
+    if not record_path.is_file():
+        return None
+    try:
+        record = json.loads(record_path.read_text())
+    except (OSError, ValueError) as err:
+        _notice(f"{dataset}/{name}: its record {record_path} is unreadable ({err}): training it again")
+        return None
+    if record.get("fingerprint") != wanted:
+        _notice(f"{dataset}/{name}: the experiment's settings or data changed since it was trained: "
+                "training it again")
+        return None
+    for path, key in ((model_path, "sha256"), (layout.model_weights(dataset, name), "weights_sha256")):
+        if not path.is_file() or sha256_file(path) != record.get(key):
+            _notice(f"{dataset}/{name}: {path} is missing or damaged (checksum): training it again")
+            return None
+    return record
+
+
+def _notice(message: str) -> None:
+    """A one-line notice the user sees whatever the log level: stale or damaged files being rebuilt."""
+    log.warning(message)
+
+
+@dataclass(frozen=True)
+class TrainContext:
+    """What any process needs to train an experiment's models (picklable, for worker processes)."""
+    layout: RunLayout
+    data: dict            # data set name -> repro.data.prepare.DataSource
+    models: dict          # model name -> ModelSpec
+    settings: dict        # architecture -> TrainSettings
+    deterministic: bool
+    threads: int | None
+    isolated: bool = False   # each model in a fresh process (runtime.training.isolated)
+
+
+def train_group(context: TrainContext, dataset: str, names: tuple[str, ...], *, progress: bool = False) -> list[dict]:
+    """Train (or reuse) some models of one data set, in order, and return their records: what
+    `repro train` runs per architecture and data set, in any process. Replicates of an architecture
+    trained in one process share its traced training step (repro.models.training). TensorFlow is
+    imported where the models train, not where the job is made; with `context.isolated` that is a
+    fresh process (spawned, so it starts clean) that exits afterwards, giving its memory back."""
+    if context.isolated:
+        with ProcessPoolExecutor(max_workers=1, mp_context=multiprocessing.get_context("spawn")) as pool:
+            return pool.submit(_train_here, context, dataset, tuple(names), progress).result()
+    return _train_here(context, dataset, tuple(names), progress)
+
+
+def _train_here(context: TrainContext, dataset: str, names: tuple[str, ...], progress: bool) -> list[dict]:
+    from repro.runtime import configure
+    configure(deterministic=context.deterministic, threads=context.threads)
+    from repro.models.training import make_task, train_model
+    data = context.data[dataset].load(progress=False)
+    return [train_model(make_task(context.models[name], context.settings[context.models[name].arch], data), data,
+                        context.layout, name, progress=progress) for name in names]

@@ -91,9 +91,9 @@ def check_model_files(experiment: Experiment) -> None:
     """Load each of the user's model files once before any work: a wrong input size, an output
     that is not (N, classes), or probabilities without a softmax / sigmoid to trace back to their
     logits is an error naming the file, not a failure hours into the maps."""
-    from repro.models.files import load_file_model
     for spec in experiment.models.values():
         if spec.file is not None:
+            from repro.models.files import load_file_model   # TensorFlow: only when there are files
             load_file_model(spec, experiment.settings.data.input_size)
 
 

@@ -148,7 +148,7 @@ def test_in_process_from_nothing_gives_the_cluster_run_s_bits(smoke_run, tmp_pat
     from repro.protocol import KAGGLE_DATASETS
     from repro.statistics.cells import result_cells
     assert smoke_run.killed, "the smoke run's worker was not killed: the fixture did not test anything"
-    assert "local:2" in smoke_run.printed
+    assert json.loads((smoke_run.run_dir / "provenance.json").read_text())["cluster"] == "local:2"
     experiment = load_experiment("smoke", run_dir=tmp_path, overrides=[
         "data.datasets=[siim]", f"saliency.methods=[{', '.join(CHECKED_METHODS)}]"])
     report = pipeline.run_all(experiment, progress=False)
@@ -179,3 +179,27 @@ def test_a_second_run_on_the_same_directory_is_refused(smoke_run, capsys):
         code = main(["all", "--experiment", "smoke", "--run-dir", str(smoke_run.run_dir)])
     err = capsys.readouterr().err
     assert code == 2 and "is in use by pid" in err and len(err.strip().splitlines()) == 1
+
+
+def test_the_driver_plans_trains_and_reports_without_tensorflow(smoke_run):
+    """What the driver of a cluster run (or of isolated trainings) runs itself never imports
+    TensorFlow, so that it holds none of its memory."""
+    import subprocess
+    import sys
+    code = f"""
+import sys
+from repro import pipeline
+from repro.experiments import load_experiment
+experiment = load_experiment("smoke", run_dir={str(smoke_run.run_dir)!r})
+datasets = pipeline.prepare_data(experiment, progress=False)
+pipeline.train_context(experiment)
+pipeline.check_model_files(experiment)
+plans = {{name: pipeline.plan_maps(experiment, dataset) for name, dataset in datasets.items()}}
+pipeline.map_context(experiment)
+scores = pipeline.read_scores(experiment)
+pipeline.read_report(experiment)
+assert "tensorflow" not in sys.modules and "keras" not in sys.modules, "TensorFlow was imported"
+print("ok", sum(len(plan.tasks) for plan in plans.values()))
+"""
+    done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True)
+    assert done.returncode == 0 and done.stdout.startswith("ok "), done.stderr[-2000:]

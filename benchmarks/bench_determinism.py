@@ -101,8 +101,9 @@ def main(argv=None) -> dict:
         **{f"{m} map": round(one["seconds_per_map"][m] / on["seconds_per_map"][m], 2) for m in on["seconds_per_map"]}}
     print(report(result))
     if args.out:
-        Path(args.out).parent.mkdir(parents=True, exist_ok=True)
-        Path(args.out).write_text(json.dumps(result, indent=2) + "\n")
+        sys.path.insert(0, str(REPOSITORY))
+        from repro.io import write_json
+        write_json(args.out, result)
     return result
 
 

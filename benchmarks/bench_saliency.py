@@ -22,7 +22,6 @@ a run takes minutes on a laptop CPU; nothing here assumes a CPU (it runs unchang
 from __future__ import annotations
 
 import argparse
-import json
 import math
 import os
 import platform
@@ -49,6 +48,7 @@ from tf_keras_vis.utils.scores import CategoricalScore  # noqa: E402
 
 from repro.saliency import METHODS, SegmentCache, load_preset, saliency_maps  # noqa: E402
 from repro.saliency.engine import default_conv_layer  # noqa: E402
+from repro.io import write_json  # noqa: E402
 from benchmarks.reference import raw_input_gradients, stock_call_model_function  # noqa: E402
 
 TARGET_OF_LIMIT = 0.9            # ours >= 0.9 x limit for these methods
@@ -71,8 +71,7 @@ def main(argv=None) -> dict:
         result["xrai_breakdown"] = xrai_breakdown(model, images, params["XRAI"], args.batch_size)
     print(report(result))
     if args.out:
-        Path(args.out).parent.mkdir(parents=True, exist_ok=True)
-        Path(args.out).write_text(json.dumps(result, indent=2) + "\n")
+        write_json(args.out, result)
     return result
 
 

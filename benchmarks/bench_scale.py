@@ -19,7 +19,6 @@ rate). The predicted wall time on 1, 4, 8 and 16 GPUs names the stage that stops
 from __future__ import annotations
 
 import argparse
-import json
 import shutil
 import sys
 import tempfile
@@ -39,6 +38,7 @@ from benchmarks.reference import raw_input_gradients  # noqa: E402
 from repro import pipeline  # noqa: E402
 from repro.execution import InProcess  # noqa: E402
 from repro.experiments import load_experiment  # noqa: E402
+from repro.io import write_json  # noqa: E402
 from repro.protocol import INCEPTION_STATES, PAPER_METHODS  # noqa: E402
 from repro.saliency.params import load_preset  # noqa: E402
 
@@ -55,8 +55,7 @@ def main(argv=None) -> dict:
     text = report(result)
     print(text)
     if args.out:
-        Path(args.out).parent.mkdir(parents=True, exist_ok=True)
-        Path(args.out).write_text(json.dumps(result, indent=2) + "\n")
+        write_json(args.out, result)
     return result
 
 

@@ -13,7 +13,6 @@ both runs side by side.
 from __future__ import annotations
 
 import argparse
-import json
 import shutil
 import sys
 import tempfile
@@ -24,6 +23,7 @@ sys.path.insert(0, str(REPOSITORY))
 
 from repro import pipeline  # noqa: E402
 from repro.experiments import load_experiment  # noqa: E402
+from repro.io import write_json  # noqa: E402
 
 METHODS = ("SG", "SIG")
 COLUMNS = {3: ("RandBaseline", "FullyRandomized", "P_Randomization"),
@@ -54,7 +54,7 @@ def main(argv=None) -> dict:
         shutil.rmtree(work, ignore_errors=True)
     print(markdown(rows))
     if args.out:
-        Path(args.out).write_text(json.dumps(rows, indent=2) + "\n")
+        write_json(args.out, rows)
     return {"rows": rows}
 
 

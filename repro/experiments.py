@@ -155,10 +155,16 @@ class RetinaNet(_Trained):
     def _levels(self):
         if not 2 <= self.levels[0] <= self.levels[1]:
             raise ValueError(f"levels must be [min, max] pyramid levels with 2 <= min <= max, got {self.levels}")
-        filters = self.backbone.get("stackwise_num_filters") if isinstance(self.backbone, dict) else None
-        if filters and filters[0] != 64:    # keras-hub's ResNetBackbone refuses it, but only when it is built
+        # keras-hub's ResNetBackbone refuses these only when it is built, after the classifiers' training.
+        backbone = self.backbone if isinstance(self.backbone, dict) else {}
+        filters, stem = backbone.get("stackwise_num_filters"), backbone.get("input_conv_filters")
+        if filters and filters[0] != 64:
             raise ValueError(f"backbone.stackwise_num_filters must start with 64 (keras-hub's ResNetBackbone), "
                              f"got {filters}")
+        if filters and stem and backbone.get("block_type") == "basic_block" and stem[-1] != filters[0]:
+            # its first basic block adds its input to its output without a projection
+            raise ValueError(f"backbone.input_conv_filters must end with {filters[0]} (the first of "
+                             f"stackwise_num_filters) for basic_block, got {stem}")
         return self
 
 

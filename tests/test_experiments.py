@@ -10,6 +10,8 @@ from repro.experiments import ExperimentError, list_experiments, load_experiment
 from repro.protocol import INCEPTION_STATES, PAPER_METHODS
 
 TRAIN = {"epochs": 1, "batch_size": 8, "learning_rate": 1e-3, "patience": 3}
+RESNET = {"input_conv_filters": [64], "input_conv_kernel_sizes": [3], "stackwise_num_filters": [64, 64],
+          "stackwise_num_blocks": [1, 1], "stackwise_num_strides": [1, 2], "block_type": "basic_block"}
 
 
 def write(tmp_path, **sections):
@@ -54,6 +56,10 @@ def test_the_kits_experiments_load():
     ({"data": {"source": "phantoms", "phantoms": {"n": 24}, "input_size": 64}},
      r"data.input_size 64: inception_v3 accepts inputs of 75 px and up"),
     ({"publish_readme": "README.md"}, r"publish_readme needs a publish_dir"),
+    ({"models": {"inception_v3": {"replicates": {"a": 1}}, "retinanet": {"replicates": {"r": 1}, "backbone": {
+        **RESNET, "stackwise_num_filters": [32, 64]}}}}, r"stackwise_num_filters must start with 64"),
+    ({"models": {"inception_v3": {"replicates": {"a": 1}}, "retinanet": {"replicates": {"r": 1}, "backbone": {
+        **RESNET, "input_conv_filters": [32]}}}}, r"input_conv_filters must end with 64 .* got \[32\]"),
 ])
 def test_bad_settings_fail_at_load_naming_the_key(tmp_path, sections, message):
     with pytest.raises(ExperimentError, match=message) as error:

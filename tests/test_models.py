@@ -94,6 +94,19 @@ def test_failed_preset_download_says_what_to_do(monkeypatch):
                         score_threshold=0.05, max_detections=5)
 
 
+@pytest.mark.parametrize("name", ["smoke", "demo"])
+def test_the_kit_s_retinanet_configurations_build(name):
+    """What the schema cannot see: keras-hub accepts the experiment's backbone when it is built."""
+    from repro.experiments import load_experiment
+    experiment = load_experiment(name)
+    spec = next(spec for spec in experiment.models.values() if spec.arch == "retinanet")
+    settings = experiment.settings.models.retinanet
+    model = build_retinanet(experiment.settings.data.input_size, backbone=settings.backbone, levels=settings.levels,
+                            head_convs=settings.head_convs, score_threshold=settings.score_threshold,
+                            max_detections=settings.max_detections)
+    assert model.count_params() > 0 and spec.arch == "retinanet"
+
+
 # --- BatchNorm recalibration -------------------------------------------------------------------
 
 def tiny_bn_model():
@@ -127,6 +140,22 @@ def test_recalibration_sets_the_moments_of_each_layers_inputs():
     gap_before = np.mean([np.abs(b - t).mean() for b, t in zip(before, trained_mode)])
     gap_after = np.mean([np.abs(a - t).mean() for a, t in zip(after, trained_mode)])
     assert gap_after < 0.2 * gap_before
+
+
+def test_the_compiled_recalibration_pass_gives_the_eager_pass_s_bits(monkeypatch):
+    """The pass is compiled to save memory (repro.models.batchnorm.training_forward): the moving
+    statistics come out as the eager pass makes them, to the last bit."""
+    from repro.models import batchnorm
+    x = images(24, 12) * 2 + 30
+    compiled = tiny_bn_model()
+    recalibrate_batchnorm(compiled, x, batches=3, batch_size=8)
+    recalibrate_batchnorm(compiled, x[::-1], batches=3, batch_size=8)   # the second call reuses the trace
+    monkeypatch.setattr(batchnorm, "training_forward", lambda model: lambda batch: model(batch, training=True))
+    eager = tiny_bn_model()
+    recalibrate_batchnorm(eager, x, batches=3, batch_size=8)
+    recalibrate_batchnorm(eager, x[::-1], batches=3, batch_size=8)
+    assert all(np.array_equal(a, b) for a, b in zip(compiled.get_weights(), eager.get_weights()))
+    assert all(np.asarray(bn.moving_mean).std() > 0 for bn in batchnorm_layers(compiled))  # they moved
 
 
 # --- cascading randomization -------------------------------------------------------------------

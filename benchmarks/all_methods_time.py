@@ -28,6 +28,9 @@ from pathlib import Path
 REPOSITORY = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPOSITORY))
 
+from repro.runtime import import_tensorflow  # noqa: E402
+
+import_tensorflow()       # first, without TensorFlow's start-up chatter on a machine without a GPU
 from repro import pipeline  # noqa: E402
 from repro.evaluation.plan import LOCALIZER  # noqa: E402
 from repro.experiments import load_experiment  # noqa: E402

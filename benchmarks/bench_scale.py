@@ -96,10 +96,14 @@ def measure_scaling(args) -> dict:
             forget_resident()
             stream = None
         else:
+            from distributed import get_task_stream
+
             from repro.distributed import DaskExecutor
             with DaskExecutor(label, progress=False) as executor:
-                executor.maps(context, tasks, progress=False)
-                stream = executor.client.get_task_stream() if label == "local:2" else None
+                # the scheduler records tasks only once the stream is asked for (dask/distributed#9253)
+                with get_task_stream(client=executor.client) as recorded:
+                    executor.maps(context, tasks, progress=False)
+                stream = recorded.data if label == "local:2" else None
         timings[label] = round(time.perf_counter() - started, 1)
         if stream is not None:
             timings["overhead"] = scheduling_overhead(stream)
@@ -119,6 +123,8 @@ def scheduling_overhead(stream: list[dict]) -> dict:
         durations.append(stop - start)
         if following[0] == worker:
             gaps.append(max(0.0, following[1] - stop))
+    if not durations:
+        raise SystemExit("the task stream recorded no map tasks: no overhead to measure")
     mean_task, mean_gap = float(np.mean(durations)), float(np.mean(gaps)) if gaps else 0.0
     return {"mean_task_seconds": round(mean_task, 3), "mean_gap_seconds": round(mean_gap, 4),
             "overhead_fraction": round(mean_gap / mean_task, 4)}

@@ -15,13 +15,14 @@ from __future__ import annotations
 
 import argparse
 import hashlib
-import json
-import subprocess
 import sys
 import time
 from pathlib import Path
 
 REPOSITORY = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(REPOSITORY))
+
+from benchmarks.fresh import in_fresh_process  # noqa: E402
 
 
 def worker(deterministic: bool, threads: int, size: int, steps: int, batch: int, images: int) -> dict:
@@ -65,12 +66,8 @@ CONFIGURATIONS = {"default, 2 threads": (False, 2), "deterministic, 2 threads": 
 
 
 def run_in_fresh_process(args, deterministic: bool, threads: int) -> dict:
-    code = (f"import json, sys; sys.path.insert(0, {str(REPOSITORY / 'benchmarks')!r}); "
-            f"from bench_determinism import worker; print('RESULT', json.dumps(worker({deterministic}, "
-            f"{threads}, {args.size}, {args.steps}, {args.batch}, {args.images})))")
-    done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
-    line = next(line for line in done.stdout.splitlines() if line.startswith("RESULT "))
-    return json.loads(line[len("RESULT "):])
+    return in_fresh_process("bench_determinism", "worker", deterministic, threads, args.size, args.steps,
+                            args.batch, args.images)
 
 
 def main(argv=None) -> dict:

@@ -20,12 +20,13 @@ from __future__ import annotations
 
 import argparse
 import hashlib
-import json
-import subprocess
 import sys
 from pathlib import Path
 
 REPOSITORY = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(REPOSITORY))
+
+from benchmarks.fresh import in_fresh_process  # noqa: E402
 ARCHITECTURES = ("inception_v3", "densenet121")
 KINDS = ("eager", "compiled", "fit")
 
@@ -58,12 +59,8 @@ def worker(arch: str, kind: str, size: int, rows: int, batches: int, batch: int,
 
 
 def run_in_fresh_process(args, arch: str, kind: str) -> dict:
-    code = (f"import sys, json; sys.path.insert(0, {str(REPOSITORY / 'benchmarks')!r}); "
-            f"from bench_memory import worker; print('RESULT', json.dumps(worker({arch!r}, {kind!r}, "
-            f"{args.size}, {args.rows}, {args.batches}, {args.batch}, {args.steps})))")
-    done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
-    line = next(line for line in done.stdout.splitlines() if line.startswith("RESULT "))
-    return json.loads(line[len("RESULT "):])
+    return in_fresh_process("bench_memory", "worker", arch, kind, args.size, args.rows, args.batches,
+                            args.batch, args.steps)
 
 
 def main(argv=None) -> dict:

@@ -23,6 +23,7 @@ REPOSITORY = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPOSITORY))
 
 from benchmarks.fresh import in_fresh_process  # noqa: E402
+from repro.io import write_json  # noqa: E402  (no TensorFlow: the workers start it in their own processes)
 
 
 def worker(deterministic: bool, threads: int, size: int, steps: int, batch: int, images: int) -> dict:
@@ -98,8 +99,6 @@ def main(argv=None) -> dict:
         **{f"{m} map": round(one["seconds_per_map"][m] / on["seconds_per_map"][m], 2) for m in on["seconds_per_map"]}}
     print(report(result))
     if args.out:
-        sys.path.insert(0, str(REPOSITORY))
-        from repro.io import write_json
         write_json(args.out, result)
     return result
 

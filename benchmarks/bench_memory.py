@@ -27,6 +27,7 @@ REPOSITORY = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPOSITORY))
 
 from benchmarks.fresh import in_fresh_process  # noqa: E402
+from repro.io import write_json  # noqa: E402  (no TensorFlow: the workers start it in their own processes)
 ARCHITECTURES = ("inception_v3", "densenet121")
 KINDS = ("eager", "compiled", "fit")
 
@@ -79,8 +80,6 @@ def main(argv=None) -> dict:
         result["runs"][arch] = runs
     print(report(result))
     if args.out:
-        sys.path.insert(0, str(REPOSITORY))
-        from repro.io import write_json
         write_json(args.out, result)
     return result
 

@@ -1,7 +1,7 @@
 """Where the units of work run: in this process (the default), or on a Dask cluster.
 
 Both executors offer the same three calls, so the pipeline does not care which it has:
-  train(context, jobs)   every model's training (jobs: (data set, models of one architecture)), in order
+  train(context, jobs)   every model's training (jobs: (data set, models of one architecture))
   maps(context, tasks)   every chunk of saliency maps (repro.evaluation.plan.MapTask)
   map(function, jobs)    any other independent work (the stability resamples)
 `executor_for(None)` runs in-process; `executor_for("local:2")` or a scheduler address gives a
@@ -9,17 +9,30 @@ repro.distributed.DaskExecutor.
 """
 from __future__ import annotations
 
+import multiprocessing
 import sys
+from concurrent.futures import ProcessPoolExecutor
 from typing import Callable
 
 
 class InProcess:
+    """Training and maps in this process (training in fresh child processes with
+    runtime.training.isolated); `map` spreads its jobs over `workers` child processes, since the
+    stability resamples are pure Python and numpy (statsmodels) that one process runs on one core."""
     description = "in-process"
 
+    def __init__(self, workers: int = 1):
+        self.workers = workers
+
     def train(self, context, jobs: list[tuple[str, tuple[str, ...]]], *, progress: bool = True) -> list[dict]:
-        from repro.models.records import train_group
-        records = [record for dataset, names in jobs for record in train_group(context, dataset, names,
-                                                                               progress=progress)]
+        """One process per architecture (each data set's replicates, then the next data set's):
+        the training step is traced once per architecture, not once per data set."""
+        from repro.models.records import train_groups
+        by_architecture: dict[str, list] = {}
+        for dataset, names in jobs:
+            by_architecture.setdefault(context.models[names[0]].arch, []).append((dataset, names))
+        records = [record for group in by_architecture.values()
+                   for record in train_groups(context, group, progress=progress)]
         if "repro.models.training" in sys.modules:     # this process trained: free what it holds
             sys.modules["repro.models.training"].release_models()
         return records
@@ -29,7 +42,10 @@ class InProcess:
         compute_in_process(context, tasks, progress=progress)
 
     def map(self, function: Callable, jobs: list[tuple]) -> list:
-        return [function(*job) for job in jobs]
+        if self.workers < 2 or len(jobs) < 2:
+            return [function(*job) for job in jobs]
+        with ProcessPoolExecutor(min(self.workers, len(jobs)), mp_context=multiprocessing.get_context("spawn")) as pool:
+            return list(pool.map(function, *zip(*jobs)))   # in the jobs' order
 
     def close(self) -> None:
         pass
@@ -41,8 +57,8 @@ class InProcess:
         self.close()
 
 
-def executor_for(cluster: str | None, *, progress: bool = True):
+def executor_for(cluster: str | None, *, progress: bool = True, workers: int = 1):
     if not cluster:
-        return InProcess()
+        return InProcess(workers)
     from repro.distributed import DaskExecutor
     return DaskExecutor(cluster, progress=progress)

@@ -196,6 +196,16 @@ class Recalibration(_Section):
     batch_size: int = Field(64, ge=1)
 
 
+class Restart(_Section):
+    """Training from scratch at a high learning rate sometimes leaves a model at chance (its loss
+    never leaves the plateau); a researcher would train it again from another seed. This does so,
+    openly: each attempt is in the model's record and the report."""
+    below: Optional[float] = Field(None, ge=0.0, le=1.0, description=(
+        "train a model again, from a new seed, when its best validation score (the task's monitor: "
+        "ROC AUC for a classifier) stays below this; null: never"))
+    attempts: int = Field(2, ge=0, description="new seeds tried at most")
+
+
 class TrainOverrides(_Section):
     """Per-architecture training settings; what is absent comes from the shared ones."""
     epochs: Optional[int] = Field(None, ge=1)
@@ -205,6 +215,7 @@ class TrainOverrides(_Section):
     bn_momentum: Optional[float] = Field(None, ge=0.0, le=1.0)
     augment: Optional[Augment] = None
     recalibration: Optional[Recalibration] = None
+    restart: Optional[Restart] = None
     eager: Optional[bool] = None
 
 
@@ -217,6 +228,7 @@ class TrainSettings(_Section):
     bn_momentum: Optional[float] = Field(None, ge=0.0, le=1.0, description="null keeps the architecture's")
     augment: Augment = Augment()
     recalibration: Recalibration = Recalibration()
+    restart: Restart = Restart()
     eager: bool = False
 
 

@@ -59,11 +59,12 @@ def write_json(path: str | os.PathLike, obj) -> Path:
     return write_text(path, json.dumps(obj, indent=2, sort_keys=True, default=_json_default) + "\n")
 
 
-def write_npz(path: str | os.PathLike, **arrays: np.ndarray) -> Path:
-    """Compressed .npz written atomically (np.savez appends .npz to names without it: use a handle)."""
+def write_npz(path: str | os.PathLike, *, compressed: bool = True, **arrays: np.ndarray) -> Path:
+    """An .npz written atomically (np.savez appends .npz to names without it: use a handle);
+    `compressed=False` for arrays that do not compress (trained weights), which write and read faster."""
     with atomic_path(path) as tmp:
         with open(tmp, "wb") as handle:
-            np.savez_compressed(handle, **arrays)
+            (np.savez_compressed if compressed else np.savez)(handle, **arrays)
     return Path(path)
 
 

@@ -108,7 +108,7 @@ def stage_train(experiment: Experiment, executor, *, only: str | None = None, pr
 def model_summary(records: list[dict]) -> dict:
     """Each trained model's validation and test scores (results/models.json; no times, so that a
     rerun writes the same bytes)."""
-    keep = ("arch", "monitor", "val", "test", "epochs", "best_epoch")
+    keep = ("arch", "monitor", "val", "test", "epochs", "best_epoch", "seed", "restarts")
     return {f"{r['dataset']}/{r['model']}": {k: r[k] for k in keep} for r in records}
 
 
@@ -303,7 +303,7 @@ def _run_stages(experiment: Experiment, clock: StageClock, cluster: str | None, 
     with clock.stage("data"):
         say(f"data: experiment {experiment.name}, run directory {layout.root}")
         datasets = stage_data(experiment, progress=progress)
-    with executor_for(cluster, progress=progress) as executor:
+    with executor_for(cluster, progress=progress, workers=experiment.settings.runtime.threads or 1) as executor:
         with clock.stage("train"):
             say(f"train ({executor.description})")
             records = stage_train(experiment, executor, progress=progress)

@@ -200,3 +200,55 @@ def test_replicates_trained_one_after_another_equal_replicates_trained_alone(tmp
     assert all(np.array_equal(x, y) for x, y in zip(a, b))
     first = training.load_trained_weights(together, "siim", UNET)
     assert not all(np.array_equal(x, y) for x, y in zip(a, first))
+
+
+def test_a_model_below_the_restart_bar_is_trained_again_from_new_seeds_and_resumes_so(tmp_path, monkeypatch):
+    """No U-Net reaches pixel AP 1 here, so every attempt is given up until the attempts run out; a
+    run killed in the second attempt resumes with the second seed and ends with the same bits, which
+    are those of the last seed trained without the rule."""
+    from dataclasses import replace
+
+    from repro.experiments import Restart
+    settings = TINY.model_copy(update={"restart": Restart(below=1.0, attempts=2)})
+    seeds = [training.restart_seed(1, attempt) for attempt in range(3)]
+    assert seeds[0] == 1 and len(set(seeds)) == 3
+    whole = RunLayout(tmp_path / "whole")
+    record = train(whole, UNET, settings)
+    assert record["seed"] == seeds[2] and [r["seed"] for r in record["restarts"]] == seeds[:2]
+    assert all(r["val"]["pixel_ap"] < 1.0 for r in record["restarts"])
+
+    killed, evaluate, calls = RunLayout(tmp_path / "killed"), SegmentationTask.evaluate, []
+
+    def dies_in_the_second_attempt(self, model, dataset, split):
+        calls.append(split)          # per attempt of one epoch: val after the epoch, then val and test
+        if len(calls) == 4:
+            raise KeyboardInterrupt
+        return evaluate(self, model, dataset, split)
+    monkeypatch.setattr(SegmentationTask, "evaluate", dies_in_the_second_attempt)
+    with pytest.raises(KeyboardInterrupt):
+        train(killed, UNET, settings)
+    monkeypatch.setattr(SegmentationTask, "evaluate", evaluate)
+    state = json.loads((killed.training_dir("siim", "unet_r1") / "state.json").read_text())
+    assert state["attempt"] == 1 and [r["seed"] for r in state["previous"]] == [1]
+    resumed = train(killed, UNET, settings)
+    assert resumed["restarts"] == record["restarts"] and resumed["test"] == record["test"]
+
+    last_seed = RunLayout(tmp_path / "last_seed")
+    train(last_seed, replace(UNET, seed=seeds[2]))
+    weights = [training.load_trained_weights(layout, "siim", UNET) for layout in (whole, killed)]
+    weights.append(training.load_trained_weights(last_seed, "siim", replace(UNET, seed=seeds[2])))
+    assert all(np.array_equal(a, b) and np.array_equal(a, c) for a, b, c in zip(*weights))
+
+
+@pytest.mark.parametrize("below, attempt, score, wanted", [
+    (None, 0, 0.5, False),     # no rule
+    (0.75, 0, 0.5, True),
+    (0.75, 0, 0.8, False),
+    (0.75, 0, None, True),     # undefined (one class in validation): not a learned model either
+    (0.75, 2, 0.5, False),     # attempts used up
+])
+def test_when_a_model_is_trained_again(below, attempt, score, wanted):
+    from repro.experiments import Restart
+    settings = TINY.model_copy(update={"restart": Restart(below=below, attempts=2)})
+    task = SegmentationTask(UNET, settings, planted_dataset("siim", 0))
+    assert training._restart_wanted(task, {"attempt": attempt}, {"val": {"pixel_ap": score}}) is wanted

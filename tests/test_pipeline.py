@@ -203,3 +203,23 @@ print("ok", sum(len(plan.tasks) for plan in plans.values()))
 """
     done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True)
     assert done.returncode == 0 and done.stdout.startswith("ok "), done.stderr[-2000:]
+
+
+def test_in_process_work_spreads_over_processes_and_trains_by_architecture(monkeypatch):
+    """`map` gives its jobs' results in order from any number of processes; `train` hands each
+    architecture's jobs, of every data set, to one process (one traced training step)."""
+    from types import SimpleNamespace
+
+    from repro.execution import InProcess
+    from repro.models import records
+    jobs = [(2, 3), (3, 2), (5, 0), (7, 1)]
+    assert InProcess(2).map(pow, jobs) == InProcess(1).map(pow, jobs) == [8, 9, 1, 7]
+
+    calls = []
+    monkeypatch.setattr(records, "train_groups", lambda context, group, progress: calls.append(group) or [])
+    models = {"r1": SimpleNamespace(arch="inception_v3"), "r2": SimpleNamespace(arch="inception_v3"),
+              "dn": SimpleNamespace(arch="densenet121"), "unet": SimpleNamespace(arch="unet")}
+    InProcess().train(SimpleNamespace(models=models), [("siim", ("r1", "r2")), ("siim", ("dn",)), ("siim", ("unet",)),
+                                                       ("rsna", ("r1", "r2")), ("rsna", ("dn",))], progress=False)
+    assert calls == [[("siim", ("r1", "r2")), ("rsna", ("r1", "r2"))], [("siim", ("dn",)), ("rsna", ("dn",))],
+                     [("siim", ("unet",))]]

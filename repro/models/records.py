@@ -72,21 +72,33 @@ class TrainContext:
 
 
 def train_group(context: TrainContext, dataset: str, names: tuple[str, ...], *, progress: bool = False) -> list[dict]:
-    """Train (or reuse) some models of one data set, in order, and return their records: what
-    `repro train` runs per architecture and data set, in any process. Replicates of an architecture
-    trained in one process share its traced training step (repro.models.training). TensorFlow is
-    imported where the models train, not where the job is made; with `context.isolated` that is a
-    fresh process (spawned, so it starts clean) that exits afterwards, giving its memory back."""
+    """Train (or reuse) some models of one data set, in order, and return their records: one unit
+    of training work, in any process (a Dask task)."""
+    return train_groups(context, [(dataset, tuple(names))], progress=progress)
+
+
+def train_groups(context: TrainContext, jobs: list[tuple[str, tuple[str, ...]]], *,
+                 progress: bool = False) -> list[dict]:
+    """Train (or reuse) the models of several (data set, models) jobs, in order, in one process:
+    models of one architecture trained one after another share its traced training step
+    (repro.models.training), across data sets too, when their input size and settings agree.
+    TensorFlow is imported where the models train, not where the job is made; with
+    `context.isolated` that is a fresh process (spawned, so it starts clean) that exits
+    afterwards, giving its memory back."""
+    jobs = [(dataset, tuple(names)) for dataset, names in jobs]
     if context.isolated:
         with ProcessPoolExecutor(max_workers=1, mp_context=multiprocessing.get_context("spawn")) as pool:
-            return pool.submit(_train_here, context, dataset, tuple(names), progress).result()
-    return _train_here(context, dataset, tuple(names), progress)
+            return pool.submit(_train_here, context, jobs, progress).result()
+    return _train_here(context, jobs, progress)
 
 
-def _train_here(context: TrainContext, dataset: str, names: tuple[str, ...], progress: bool) -> list[dict]:
+def _train_here(context: TrainContext, jobs: list[tuple[str, tuple[str, ...]]], progress: bool) -> list[dict]:
     from repro.runtime import configure
     configure(deterministic=context.deterministic, threads=context.threads)
     from repro.models.training import make_task, train_model
-    data = context.data[dataset].load(progress=False)
-    return [train_model(make_task(context.models[name], context.settings[context.models[name].arch], data), data,
-                        context.layout, name, progress=progress) for name in names]
+    records = []
+    for dataset, names in jobs:
+        data = context.data[dataset].load(progress=False)   # one data set held at a time
+        records += [train_model(make_task(context.models[name], context.settings[context.models[name].arch], data),
+                                data, context.layout, name, progress=progress) for name in names]
+    return records

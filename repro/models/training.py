@@ -31,6 +31,7 @@ machine give the same weights to the last bit.
 from __future__ import annotations
 
 import contextlib
+import dataclasses
 import functools
 import json
 import logging
@@ -88,7 +89,9 @@ def load_trained_weights(layout: RunLayout, dataset: str, spec: ModelSpec) -> li
 
 
 def train_model(task: Task, dataset: Dataset, layout: RunLayout, name: str, *, progress: bool = True) -> dict:
-    """Train one model (resuming a killed run, reusing a finished one) and return its record."""
+    """Train one model (resuming a killed run, reusing a finished one) and return its record. A
+    model left below `train.restart.below` is trained again from a new seed (restart_seed), at most
+    `train.restart.attempts` times; the record lists the attempts given up."""
     wanted = model_fingerprint(task.spec, task.settings, dataset)
     record = finished_record(layout, dataset.name, name, wanted)
     if record is not None:
@@ -96,23 +99,20 @@ def train_model(task: Task, dataset: Dataset, layout: RunLayout, name: str, *, p
     final, record_path = layout.model_file(dataset.name, name), layout.model_record(dataset.name, name)
     record_path.unlink(missing_ok=True)
     work = layout.training_dir(dataset.name, name)
-    state = _read_state(work, wanted, f"{dataset.name}/{name}")
-    model, finished = _models_for(task)
-    if state["epoch"] and not _resume(model, work / state["last"], f"{dataset.name}/{name}"):
-        shutil.rmtree(work)
-        state = _read_state(work, wanted, "")
     label = f"{dataset.name}/{name}"
-    _say(progress, f"[train] {label}: {task.spec.arch}, {len(dataset.indices('train'))} training images, "
-                   + (f"resuming after epoch {state['epoch']}" if state["epoch"] else "from the start"))
-    if not _should_stop(task, state):
-        model.fit(_training_batches(task, dataset, first_epoch=state["epoch"]), initial_epoch=state["epoch"],
-                  epochs=task.settings.epochs, callbacks=[_EpochEnd(task, dataset, state, work)],
-                  shuffle=False, verbose=1 if progress else 0)   # the batches come shuffled
-    metrics = _finish(task, model, dataset, state, work, name)
-    finished.set_weights(model.get_weights())
+    state = _read_state(work, wanted, label)
+    while True:
+        attempt = _with_seed(task, restart_seed(task.spec.seed, state["attempt"]), dataset)
+        metrics, finished = _train_attempt(attempt, dataset, work, state, name, progress)
+        if not _restart_wanted(task, state, metrics):
+            break
+        _notice(f"{label}: best validation {task.monitor} {_format(metrics['val'][task.monitor])} after "
+                f"{metrics['epochs']} epochs from seed {attempt.spec.seed}, below {task.settings.restart.below}: "
+                f"training it again from a new seed")
+        state = _next_attempt(work, state, metrics)
     _save(finished.save, final)
     weights = layout.model_weights(dataset.name, name)
-    write_npz(weights, **{f"w{i}": w for i, w in enumerate(finished.get_weights())})
+    write_npz(weights, compressed=False, **{f"w{i}": w for i, w in enumerate(finished.get_weights())})
     metrics.update(fingerprint=wanted, sha256=sha256_file(final), weights_sha256=sha256_file(weights))
     write_json(record_path, metrics)
     shutil.rmtree(work)
@@ -120,6 +120,63 @@ def train_model(task: Task, dataset: Dataset, layout: RunLayout, name: str, *, p
                    f"val {task.monitor} {_format(metrics['val'][task.monitor])}, test {task.monitor} "
                    f"{_format(metrics['test'][task.monitor])}, {metrics['seconds']:.0f} s")
     return metrics
+
+
+def restart_seed(seed: int, attempt: int) -> int:
+    """The seed of a model's attempt: its own first, then seeds drawn from (seed, attempt), which no
+    small seed of another replicate can equal by accident."""
+    return seed if attempt == 0 else int(np.random.SeedSequence([seed, attempt]).generate_state(1)[0])
+
+
+def _with_seed(task: Task, seed: int, dataset: Dataset) -> Task:
+    return task if seed == task.spec.seed else make_task(dataclasses.replace(task.spec, seed=seed), task.settings, dataset)
+
+
+def _train_attempt(task: Task, dataset: Dataset, work: Path, state: dict, name: str,
+                   progress: bool) -> tuple[dict, keras.Model]:
+    """Train from `state` (a fresh one, or the epochs a killed run finished) and score the best
+    epoch: the record's metrics, and the uncompiled model holding the best weights."""
+    label = f"{dataset.name}/{name}"
+    model, finished = _models_for(task)
+    if state["epoch"] and not _resume(model, work / state["last"], label):
+        _restart_attempt(work, state)
+        model, finished = _models_for(task)   # a checkpoint read halfway left some of its weights
+    _say(progress, f"[train] {label}: {task.spec.arch}, {len(dataset.indices('train'))} training images, "
+                   + (f"resuming after epoch {state['epoch']}" if state["epoch"] else "from the start")
+                   + (f", attempt {state['attempt'] + 1} (seed {task.spec.seed})" if state["attempt"] else ""))
+    if not _should_stop(task, state):
+        model.fit(_training_batches(task, dataset, first_epoch=state["epoch"]), initial_epoch=state["epoch"],
+                  epochs=task.settings.epochs, callbacks=[_EpochEnd(task, dataset, state, work)],
+                  shuffle=False, verbose=1 if progress else 0)   # the batches come shuffled
+    metrics = _finish(task, model, dataset, state, work, name)
+    finished.set_weights(model.get_weights())
+    return metrics, finished
+
+
+def _restart_wanted(task: Task, state: dict, metrics: dict) -> bool:
+    rule, score = task.settings.restart, metrics["val"][task.monitor]   # None: undefined (one class)
+    return rule.below is not None and state["attempt"] < rule.attempts and not (score is not None and score >= rule.below)
+
+
+def _next_attempt(work: Path, state: dict, metrics: dict) -> dict:
+    """A fresh state for the next seed, carrying the attempts given up (written at once, so that a
+    killed run resumes with the right seed)."""
+    given_up = {key: metrics[key] for key in ("seed", "epochs", "best_epoch", "val")}
+    shutil.rmtree(work)
+    work.mkdir(parents=True)
+    state = _fresh_state(state["fingerprint"], attempt=state["attempt"] + 1, previous=[*state["previous"], given_up],
+                         spent={key: metrics[key] for key in ("seconds", "cpu_seconds")})
+    write_json(work / "state.json", _json_safe(state))
+    return state
+
+
+def _restart_attempt(work: Path, state: dict) -> None:
+    """The same attempt from its first epoch (its checkpoint was damaged), in place."""
+    kept = {key: state[key] for key in ("fingerprint", "attempt", "previous", "spent")}
+    shutil.rmtree(work)
+    work.mkdir(parents=True)
+    state.clear()
+    state.update(_fresh_state(**kept))
 
 
 def make_task(spec: ModelSpec, settings: TrainSettings, dataset: Dataset) -> Task:
@@ -174,12 +231,13 @@ def _finish(task: Task, model: keras.Model, dataset: Dataset, state: dict, work:
     started = _clocks()
     _load_checkpoint(model, work / state["best"])
     val, test = task.evaluate(model, dataset, "val"), task.evaluate(model, dataset, "test")
-    spent = {key: sum(record[key] for record in state["history"]) + value
-             for key, value in _elapsed(started).items()}
+    spent = {key: state["spent"][key] + sum(record[key] for record in state["history"]) + value
+             for key, value in _elapsed(started).items()}   # all attempts
     return _json_safe({
         "dataset": dataset.name, "model": name, "arch": task.spec.arch, "monitor": task.monitor,
         "val": val, "test": test, "best_epoch": state["best_epoch"], "epochs": state["epoch"],
-        "stopped_early": state["epoch"] < task.settings.epochs, **spent,
+        "stopped_early": state["epoch"] < task.settings.epochs, "seed": task.spec.seed,
+        "restarts": state["previous"], **spent,
         "history": state["history"],
         "settings": {"model": {"arch": task.spec.arch, "seed": task.spec.seed, **task.spec.settings},
                      "train": task.settings.model_dump(mode="json"), "input_size": dataset.size,
@@ -243,7 +301,8 @@ def _read_state(work: Path, wanted: str, label: str) -> dict:
     if path.is_file():
         try:
             state = json.loads(path.read_text())
-            if state.get("fingerprint") == wanted and (work / state["last"]).is_file():
+            if (state.get("fingerprint") == wanted and {"attempt", "previous", "spent"} <= state.keys()
+                    and (state["last"] is None or (work / state["last"]).is_file())):
                 if state["best_score"] is None:
                     state["best_score"] = float("nan")
                 return state
@@ -255,8 +314,14 @@ def _read_state(work: Path, wanted: str, label: str) -> dict:
     if work.exists():   # killed before its first epoch finished, stale, or damaged
         shutil.rmtree(work)
     work.mkdir(parents=True)
+    return _fresh_state(wanted)
+
+
+def _fresh_state(fingerprint: str, *, attempt: int = 0, previous: list | None = None, spent: dict | None = None) -> dict:
+    """Nothing trained yet (of this attempt: `previous` are the attempts given up, `spent` their time)."""
     return {"epoch": 0, "last": None, "best": None, "best_epoch": 0, "best_score": float("nan"), "history": [],
-            "fingerprint": wanted}
+            "fingerprint": fingerprint, "attempt": attempt, "previous": previous or [],
+            "spent": spent or {"seconds": 0.0, "cpu_seconds": 0.0}}
 
 
 def _resume(model: keras.Model, checkpoint: Path, label: str) -> bool:

@@ -41,9 +41,8 @@ def results_section(figures: str | Path) -> str:
     counts = images.groupby(["dataset", "test"]).size()
     for dataset in dict.fromkeys(images["dataset"]):
         name = KAGGLE_DATASETS[dataset].short if dataset in KAGGLE_DATASETS else dataset
-        scores = ", ".join(f"{model.split('/', 1)[1]} {record['test'][record['monitor']]:.3f}"
-                           for model, record in models.items() if model.startswith(f"{dataset}/")
-                           and record["test"].get(record["monitor"]) is not None)
+        scores = ", ".join(_model_score(model.split("/", 1)[1], record) for model, record in models.items()
+                           if model.startswith(f"{dataset}/") and record["test"].get(record["monitor"]) is not None)
         lines.append(f"- {name}-like: {counts.get((dataset, 'utility'), 0)} positive test images for utility, "
                      f"{counts.get((dataset, 'randomization'), 0)} in the sample of the SSIM tests"
                      + (f"; test scores (classifiers ROC AUC, localizers pixel AP): {scores}" if scores else ""))
@@ -64,6 +63,21 @@ def results_section(figures: str | Path) -> str:
                      "(benchmarks/compare_runs.py)")
     lines += ["", END]
     return "\n".join(lines)
+
+
+def _model_score(name: str, record: dict) -> str:
+    """`inception_r3 0.950`, with the seeds given up when it was trained again (train.restart)."""
+    score = f"{name} {record['test'][record['monitor']]:.3f}"
+    restarts = record.get("restarts") or []
+    if restarts:
+        given_up = "; ".join(f"seed {r['seed']}: validation {record['monitor'].replace('_', ' ')} "
+                             f"{_number(r['val'].get(record['monitor']))}" for r in restarts)
+        score += f" (from seed {record['seed']}, trained again after {given_up})"
+    return score
+
+
+def _number(value) -> str:
+    return "n/a" if value is None else f"{value:.2f}"
 
 
 def update_readme(readme: str | Path, figures: str | Path) -> Path:

@@ -18,6 +18,7 @@ from repro.protocol import KAGGLE_DATASETS, NOT_MEASURED
 
 BEGIN = "<!-- results: written by repro.report.readme from figures/; do not edit by hand -->"
 END = "<!-- end of results -->"
+MONITORS = {"auc": "ROC AUC", "pixel_ap": "pixel AP"}
 
 
 def results_section(figures: str | Path) -> str:
@@ -70,7 +71,7 @@ def _model_score(name: str, record: dict) -> str:
     score = f"{name} {record['test'][record['monitor']]:.3f}"
     restarts = record.get("restarts") or []
     if restarts:
-        given_up = "; ".join(f"seed {r['seed']}: validation {record['monitor'].replace('_', ' ')} "
+        given_up = "; ".join(f"seed {r['seed']}: validation {MONITORS.get(record['monitor'], record['monitor'])} "
                              f"{_number(r['val'].get(record['monitor']))}" for r in restarts)
         score += f" (from seed {record['seed']}, trained again after {given_up})"
     return score

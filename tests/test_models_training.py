@@ -122,16 +122,17 @@ def test_reading_a_damaged_model_names_the_file(tmp_path):
         training.load_trained_weights(layout, "siim", UNET)
 
 
-def killed_in_epoch_two(layout, settings, monkeypatch) -> None:
-    """Train until the second validation (epoch two) raises KeyboardInterrupt, as a kill would."""
+def killed_during_training(layout, settings, monkeypatch, *, evaluation: int = 2) -> None:
+    """Train until the second validation (epoch two), or the given evaluation, raises
+    KeyboardInterrupt, as a kill would."""
     evaluate, calls = SegmentationTask.evaluate, []
 
-    def dies_in_epoch_two(self, model, dataset, split):
+    def dies(self, model, dataset, split):
         calls.append(split)
-        if len(calls) == 2:
+        if len(calls) == evaluation:
             raise KeyboardInterrupt
         return evaluate(self, model, dataset, split)
-    monkeypatch.setattr(SegmentationTask, "evaluate", dies_in_epoch_two)
+    monkeypatch.setattr(SegmentationTask, "evaluate", dies)
     with pytest.raises(KeyboardInterrupt):
         train(layout, UNET, settings)
     monkeypatch.setattr(SegmentationTask, "evaluate", evaluate)
@@ -139,7 +140,7 @@ def killed_in_epoch_two(layout, settings, monkeypatch) -> None:
 
 def test_a_killed_run_resumes_after_its_last_epoch(tmp_path, monkeypatch):
     layout, settings = RunLayout(tmp_path), TINY.model_copy(update={"epochs": 3, "eager": False})
-    killed_in_epoch_two(layout, settings, monkeypatch)
+    killed_during_training(layout, settings, monkeypatch)
     work = layout.training_dir("siim", "unet_r1")
     assert json.loads((work / "state.json").read_text())["epoch"] == 1
     assert not layout.model_file("siim", "unet_r1").exists()
@@ -158,7 +159,7 @@ def test_a_killed_run_resumes_after_its_last_epoch(tmp_path, monkeypatch):
 
 def test_a_broken_checkpoint_starts_over_instead_of_sticking(tmp_path, monkeypatch, caplog):
     layout, settings = RunLayout(tmp_path), TINY.model_copy(update={"epochs": 2, "eager": False})
-    killed_in_epoch_two(layout, settings, monkeypatch)
+    killed_during_training(layout, settings, monkeypatch)
     work = layout.training_dir("siim", "unet_r1")
     state = json.loads((work / "state.json").read_text())
     (work / state["last"]).write_bytes(b"broken")
@@ -217,17 +218,9 @@ def test_a_model_below_the_restart_bar_is_trained_again_from_new_seeds_and_resum
     assert record["seed"] == seeds[2] and [r["seed"] for r in record["restarts"]] == seeds[:2]
     assert all(r["val"]["pixel_ap"] < 1.0 for r in record["restarts"])
 
-    killed, evaluate, calls = RunLayout(tmp_path / "killed"), SegmentationTask.evaluate, []
-
-    def dies_in_the_second_attempt(self, model, dataset, split):
-        calls.append(split)          # per attempt of one epoch: val after the epoch, then val and test
-        if len(calls) == 4:
-            raise KeyboardInterrupt
-        return evaluate(self, model, dataset, split)
-    monkeypatch.setattr(SegmentationTask, "evaluate", dies_in_the_second_attempt)
-    with pytest.raises(KeyboardInterrupt):
-        train(killed, UNET, settings)
-    monkeypatch.setattr(SegmentationTask, "evaluate", evaluate)
+    killed = RunLayout(tmp_path / "killed")
+    # per attempt of one epoch: val after the epoch, then val and test; the 4th is in the second attempt
+    killed_during_training(killed, settings, monkeypatch, evaluation=4)
     state = json.loads((killed.training_dir("siim", "unet_r1") / "state.json").read_text())
     assert state["attempt"] == 1 and [r["seed"] for r in state["previous"]] == [1]
     resumed = train(killed, UNET, settings)

@@ -59,3 +59,12 @@ def test_a_published_run_rewrites_the_readme_section(smoke_run, tmp_path):
     assert "fidelity grade: **" in section and "not yet compared with a second run" in section
     with pytest.raises(ValueError, match="no results section"):
         update_readme(tmp_path / "figures" / "report.md", tmp_path / "figures")
+
+
+def test_model_scores_name_restarts_and_mark_a_classifier_near_chance():
+    from repro.report.readme import _model_score
+    learned = {"monitor": "auc", "test": {"auc": 0.914}, "seed": 77,
+               "restarts": [{"seed": 4, "val": {"auc": 0.608}}]}
+    assert _model_score("r3", learned) == "r3 0.914 (from seed 77, trained again after seed 4: validation ROC AUC 0.61)"
+    assert _model_score("r3", {"monitor": "auc", "test": {"auc": 0.52}}) == "r3 0.520 **(near chance)**"
+    assert _model_score("unet", {"monitor": "pixel_ap", "test": {"pixel_ap": 0.2}}) == "unet 0.200"   # not a classifier

@@ -19,6 +19,7 @@ from repro.protocol import KAGGLE_DATASETS, NOT_MEASURED
 BEGIN = "<!-- results: written by repro.report.readme from figures/; do not edit by hand -->"
 END = "<!-- end of results -->"
 MONITORS = {"auc": "ROC AUC", "pixel_ap": "pixel AP"}
+NEAR_CHANCE = 0.6   # test ROC AUC below which a classifier is marked: it has learned next to nothing
 
 
 def results_section(figures: str | Path) -> str:
@@ -67,8 +68,10 @@ def results_section(figures: str | Path) -> str:
 
 
 def _model_score(name: str, record: dict) -> str:
-    """`inception_r3 0.950`, with the seeds given up when it was trained again (train.restart)."""
-    score = f"{name} {record['test'][record['monitor']]:.3f}"
+    """`inception_r3 0.950`, with the seeds given up when it was trained again (train.restart), and
+    a classifier that learned next to nothing marked as such: its maps explain noise."""
+    value = record["test"][record["monitor"]]
+    score = f"{name} {value:.3f}" + (" **(near chance)**" if record["monitor"] == "auc" and value < NEAR_CHANCE else "")
     restarts = record.get("restarts") or []
     if restarts:
         given_up = "; ".join(f"seed {r['seed']}: validation {MONITORS.get(record['monitor'], record['monitor'])} "

@@ -74,7 +74,7 @@ class TrainContext:
 def train_group(context: TrainContext, dataset: str, names: tuple[str, ...], *, progress: bool = False) -> list[dict]:
     """Train (or reuse) some models of one data set, in order, and return their records: one unit
     of training work, in any process (a Dask task)."""
-    return train_groups(context, [(dataset, tuple(names))], progress=progress)
+    return train_groups(context, [(dataset, names)], progress=progress)
 
 
 def train_groups(context: TrainContext, jobs: list[tuple[str, tuple[str, ...]]], *,

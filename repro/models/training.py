@@ -162,8 +162,7 @@ def _next_attempt(work: Path, state: dict, metrics: dict) -> dict:
     """A fresh state for the next seed, carrying the attempts given up (written at once, so that a
     killed run resumes with the right seed)."""
     given_up = {key: metrics[key] for key in ("seed", "epochs", "best_epoch", "val")}
-    shutil.rmtree(work)
-    work.mkdir(parents=True)
+    _empty(work)
     state = _fresh_state(state["fingerprint"], attempt=state["attempt"] + 1, previous=[*state["previous"], given_up],
                          spent={key: metrics[key] for key in ("seconds", "cpu_seconds")})
     write_json(work / "state.json", _json_safe(state))
@@ -173,8 +172,7 @@ def _next_attempt(work: Path, state: dict, metrics: dict) -> dict:
 def _restart_attempt(work: Path, state: dict) -> None:
     """The same attempt from its first epoch (its checkpoint was damaged), in place."""
     kept = {key: state[key] for key in ("fingerprint", "attempt", "previous", "spent")}
-    shutil.rmtree(work)
-    work.mkdir(parents=True)
+    _empty(work)
     state.clear()
     state.update(_fresh_state(**kept))
 
@@ -311,10 +309,15 @@ def _read_state(work: Path, wanted: str, label: str) -> dict:
             reason = f"its state is unreadable ({err})"
         if label:
             _notice(f"{label}: discarding the interrupted training in {work}: {reason}")
-    if work.exists():   # killed before its first epoch finished, stale, or damaged
+    _empty(work)   # killed before its first epoch finished, stale, or damaged
+    return _fresh_state(wanted)
+
+
+def _empty(work: Path) -> None:
+    """The training folder, emptied of any earlier checkpoints."""
+    if work.exists():
         shutil.rmtree(work)
     work.mkdir(parents=True)
-    return _fresh_state(wanted)
 
 
 def _fresh_state(fingerprint: str, *, attempt: int = 0, previous: list | None = None, spent: dict | None = None) -> dict:

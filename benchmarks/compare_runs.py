@@ -33,8 +33,11 @@ def compare(a: Path, b: Path) -> dict:
     first, second = (r["results_sha256"] for r in runs)
     differing = sorted(name for name in set(first) | set(second) if first.get(name) != second.get(name))
     identical = not differing
-    summary = (f"two runs from fresh clones gave byte-identical results/ ({len(first)} files)" if identical
-               else f"two runs differ in {len(differing)} of {len(first)} result files: {', '.join(differing)}")
+    commits = list(dict.fromkeys(str(r["commit"])[:7] for r in runs))
+    runs_of = (f"two runs of commit {commits[0]}" if len(commits) == 1
+               else f"runs of commits {commits[0]} and {commits[1]}")
+    summary = (f"{runs_of} from fresh clones gave byte-identical results/ ({len(first)} files)" if identical
+               else f"{runs_of} differ in {len(differing)} of {len(first)} result files: {', '.join(differing)}")
     return {"identical": identical, "differing_files": differing, "summary": summary,
             "results_sha256": first, "runs": runs}
 

@@ -169,32 +169,37 @@ def stage_maps(experiment: Experiment, datasets: dict[str, Dataset], executor, *
     return plans
 
 
-def stage_scores(experiment: Experiment, datasets: dict[str, Dataset], plans: dict[str, MapPlan]) -> pd.DataFrame:
-    """Per-image scores of the four tests: results/scores.csv, images.csv, degenerate.json."""
-    from repro.saliency.store import MapStore
-    layout, settings = experiment.layout, experiment.settings
-    frames, images, degenerate = [], [], {}
-    for name, dataset in datasets.items():
-        plan = plans[name]
-        store = MapStore(layout.maps_dir(name))
-
-        def maps(model, state, method, ids, plan=plan, store=store):
-            return store.stack(model, state, method, ids, plan.fingerprint(model, state, method))
-
-        frame, counts = score_dataset(experiment.datasets[name], plan.selection, _truth(dataset, plan.selection),
-                                      maps, roles=experiment.roles, states=plan.states,
-                                      localizers=plan.localizers, methods=settings.saliency.methods,
-                                      evaluation=settings.evaluation)
-        frames.append(frame)
-        images.append(plan.selection.frame(name))
-        dropped = frame[frame["score"].isna()].groupby(["test", "metric", "group", "model", "state"]).size()
-        degenerate[name] = {"empty_masks": counts.empty_masks, "degenerate_maps": counts.maps,
-                            "dropped_scores": {" / ".join(k): int(v) for k, v in dropped.items()}}
-    scores = pd.concat(frames, ignore_index=True)[SCORE_COLUMNS]
+def stage_scores(experiment: Experiment, datasets: dict[str, Dataset], plans: dict[str, MapPlan],
+                 executor=None) -> pd.DataFrame:
+    """Per-image scores of the four tests: results/scores.csv, images.csv, degenerate.json. The data
+    sets are scored independently, side by side on the executor's processes (the same numbers)."""
+    layout = experiment.layout
+    jobs = [(experiment, name, dataset, plans[name]) for name, dataset in datasets.items()]
+    scored = (executor or InProcess()).map(score_one_dataset, jobs)
+    scores = pd.concat([frame for frame, _, _ in scored], ignore_index=True)[SCORE_COLUMNS]
     write_text(layout.result("scores.csv"), scores.to_csv(index=False))
-    write_text(layout.result("images.csv"), pd.concat(images).to_csv(index=False))
-    write_json(layout.result("degenerate.json"), degenerate)
+    write_text(layout.result("images.csv"), pd.concat([images for _, images, _ in scored]).to_csv(index=False))
+    write_json(layout.result("degenerate.json"), {name: counts for (_, name, _, _), (_, _, counts) in zip(jobs, scored)})
     return scores
+
+
+def score_one_dataset(experiment: Experiment, name: str, dataset: Dataset, plan: MapPlan
+                      ) -> tuple[pd.DataFrame, pd.DataFrame, dict]:
+    """One data set's scores, its selected images and what could not be scored."""
+    from repro.saliency.store import MapStore
+    store = MapStore(experiment.layout.maps_dir(name))
+
+    def maps(model, state, method, ids):
+        return store.stack(model, state, method, ids, plan.fingerprint(model, state, method))
+
+    frame, counts = score_dataset(experiment.datasets[name], plan.selection, _truth(dataset, plan.selection),
+                                  maps, roles=experiment.roles, states=plan.states,
+                                  localizers=plan.localizers, methods=experiment.settings.saliency.methods,
+                                  evaluation=experiment.settings.evaluation)
+    dropped = frame[frame["score"].isna()].groupby(["test", "metric", "group", "model", "state"]).size()
+    degenerate = {"empty_masks": counts.empty_masks, "degenerate_maps": counts.maps,
+                  "dropped_scores": {" / ".join(k): int(v) for k, v in dropped.items()}}
+    return frame, plan.selection.frame(name), degenerate
 
 
 def _truth(dataset: Dataset, selection: ImageSelection) -> TruthFor:
@@ -315,7 +320,7 @@ def _run_stages(experiment: Experiment, clock: StageClock, cluster: str | None, 
         forget_resident()   # the driver's models and graphs are not needed past this point
         with clock.stage("scores"):
             say("scores")
-            scores = stage_scores(experiment, datasets, plans)
+            scores = stage_scores(experiment, datasets, plans, executor)
         with clock.stage("statistics"):
             say("statistics and verdict stability")
             cells = stage_statistics(experiment, scores, executor)

@@ -1,8 +1,11 @@
-"""benchmarks/gpu_check.py in its CI-sized form: on a machine without a GPU it runs the CPU part and exits 0."""
+"""benchmarks/gpu_check.py in its CI-sized form (on a machine without a GPU it runs the CPU part and exits 0),
+and compare_runs.py on hand-made run folders."""
 import json
 import subprocess
 import sys
 from pathlib import Path
+
+import pytest
 
 REPOSITORY = Path(__file__).resolve().parents[1]
 
@@ -18,3 +21,31 @@ def test_gpu_check_without_a_gpu_says_so_and_exits_0_after_the_cpu_part(tmp_path
     assert all(seconds > 0 for seconds in result["cpu_seconds_per_map"].values())
     assert (tmp_path / "gpu_check.md").read_text().startswith("# GPU check")
 
+
+
+def _run(root: Path, commit: str, files: dict[str, bytes]) -> Path:
+    from repro.io import sha256_file
+    (root / "results").mkdir(parents=True)
+    for name, content in files.items():
+        (root / "results" / name).write_bytes(content)
+    digests = {name: sha256_file(root / "results" / name) for name in sorted(files)}
+    (root / "provenance.json").write_text(json.dumps({"commit": commit, "finished": "now", "wall_seconds": 1.0,
+                                                      "peak_memory_gb": 1.0, "results_sha256": digests}))
+    return root
+
+
+def test_compare_runs_names_the_files_that_differ_and_the_commits(tmp_path):
+    sys.path.insert(0, str(REPOSITORY))
+    from benchmarks.compare_runs import compare
+    a = _run(tmp_path / "a", "a" * 40, {"cells.csv": b"1,2", "report.md": b"controls (siim, rsna)"})
+    b = _run(tmp_path / "b", "a" * 40, {"cells.csv": b"1,2", "report.md": b"controls (siim, rsna)"})
+    c = _run(tmp_path / "c", "c" * 40, {"cells.csv": b"1,2", "report.md": b"controls (rsna, siim)"})
+    same = compare(a, b)
+    assert same["identical"] and same["summary"].startswith("two runs of commit aaaaaaa from fresh clones gave "
+                                                            "byte-identical results/ (2 files)")
+    different = compare(a, c)
+    assert not different["identical"] and different["differing_files"] == ["report.md"]
+    assert different["summary"] == "runs of commits aaaaaaa and ccccccc differ in 1 of 2 result files: report.md"
+    (c / "results" / "cells.csv").write_bytes(b"edited after the run")
+    with pytest.raises(SystemExit, match="no longer matches its provenance"):
+        compare(a, c)

@@ -2,9 +2,11 @@
 determinism."""
 import json
 import logging
+from pathlib import Path
 
 import keras
 import numpy as np
+import psutil
 import pytest
 
 from repro.data.dataset import Dataset
@@ -46,6 +48,15 @@ def train(layout, spec, settings=TINY, dataset=None):
                                 progress=False)
 
 
+@pytest.mark.skipif(not Path("/proc/self/clear_refs").exists(), reason="Linux only: the peak cannot be reset")
+def test_a_record_s_peak_memory_starts_afresh_with_its_model():
+    big = np.ones(500_000_000 // 8)   # this process's peak, 0.5 GB above what it holds after
+    del big
+    before = training._peak_memory_gb()
+    training._reset_peak_memory()
+    assert training._peak_memory_gb() < before - 0.4
+
+
 def no_fit(monkeypatch):
     def fit(*args, **kwargs):
         raise AssertionError("a finished model was trained again")
@@ -60,6 +71,7 @@ def test_each_kind_trains_saves_and_is_reused(tmp_path, monkeypatch):
         record = records[spec.name]
         assert json.loads(layout.model_record(dataset, spec.name).read_text()) == record
         assert record["epochs"] == 1 and record["seconds"] > 0 and len(record["fingerprint"]) == 64
+        assert 0.05 < record["peak_memory_gb"] < psutil.virtual_memory().total / 1e9
         assert set(record["test"]) == ({"auc"} if spec.arch == "inception_v3" else {"dice", "pixel_ap", "image_auc"})
         assert not layout.training_dir(dataset, spec.name).exists()
     model = training.load_trained_model(layout, "siim", INCEPTION)

@@ -114,6 +114,19 @@ def test_resume_after_interruption_gives_identical_results(smoke_run, tmp_path):
     assert all(p.is_file() for p in lost)
 
 
+def test_data_sets_scored_side_by_side_give_the_same_bytes(smoke_run, tmp_path):
+    """stage_scores hands each data set to its own spawned process: the files are those the smoke
+    run wrote (scored on its Dask workers) and an in-process run writes (the resume test)."""
+    from repro.execution import InProcess
+    copy_run(smoke_run, tmp_path, parts=("data", "cache", "models", "maps"))
+    experiment = load_experiment("smoke", run_dir=tmp_path)
+    datasets = pipeline.stage_data(experiment, progress=False)
+    plans = {name: pipeline.plan_maps(experiment, dataset) for name, dataset in datasets.items()}
+    pipeline.stage_scores(experiment, datasets, plans, InProcess(2))
+    for name in ("scores.csv", "images.csv", "degenerate.json"):
+        assert (tmp_path / "results" / name).read_bytes() == (smoke_run.results / name).read_bytes(), name
+
+
 def test_a_subset_of_methods_runs_through_and_a_failed_control_exits_3(smoke_run, tmp_path, monkeypatch, capsys):
     """The maps of the subset are the run's own (a map's fingerprint does not depend on the other
     methods): only the scores, statistics and reports are computed again."""

@@ -134,6 +134,27 @@ def test_engine_answers_every_key_in_one_call(model):
     assert len(engine._functions) == 1
 
 
+# XRAI's ranking: PAIR's algorithm, bit for bit --------------------------------------------------
+
+@pytest.mark.parametrize("case", ["smooth", "ties", "partial area", "small image"])
+def test_rank_regions_is_pairs_full_xrai_bit_for_bit(case):
+    from scipy.ndimage import gaussian_filter
+    from saliency.core.xrai import _get_segments_felzenszwalb
+    from repro.saliency.xrai import rank_regions
+    rng = np.random.default_rng(3)
+    size = 40 if case == "small image" else 96
+    grey = gaussian_filter(rng.uniform(0, 255, (size, size)), 2)
+    segments = _get_segments_felzenszwalb(np.repeat(grey[..., None], 3, axis=-1))
+    attr = gaussian_filter(rng.normal(size=(size, size)), 3).astype(np.float32)
+    if case == "ties":   # whole blocks of equal attribution: equal gains, the first segment wins
+        attr = np.round(attr * 2).astype(np.float32)
+    threshold = 0.4 if case == "partial area" else 1.0
+    reference, _ = pair.XRAI._xrai(attr, segments, area_perc_th=threshold, min_pixel_diff=50)
+    ours = rank_regions(attr, segments, area_threshold=threshold)
+    assert ours.dtype == reference.dtype and len(segments) > 20
+    np.testing.assert_array_equal(ours, reference)
+
+
 # Guided backprop ---------------------------------------------------------------------------------
 
 @pytest.mark.filterwarnings("ignore:The structure of `inputs`")  # tf-keras-vis passes a list

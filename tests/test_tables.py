@@ -64,3 +64,22 @@ def test_a_subset_and_controls_are_laid_out_after_the_methods():
                                                        "GRAD", "IG", "EDGE"]
     with pytest.raises(ValueError, match="table must be"):
         render_table(cells, 5)
+
+
+def test_the_control_line_names_the_data_sets_in_the_cells_order():
+    """Not in a set's order, which follows the process's string-hash seed: two demo runs wrote
+    "controls (rsna, siim)" and "controls (siim, rsna)" in report.md."""
+    from repro.protocol import FAIL, PASS
+    from repro.report.summary import RunReport
+
+    def cells(order):
+        rows = []
+        for dataset in order:
+            rows += [{"table": 3, "dataset": dataset, "method": "AVG", "column": "AUPRC", "n": 40, "verdict": ""},
+                     {"table": 3, "dataset": dataset, "method": "EDGE", "column": "P_Randomization", "n": 40,
+                      "verdict": FAIL},
+                     {"table": 3, "dataset": dataset, "method": "ORACLE", "column": "P_AVG", "n": 40, "verdict": PASS}]
+        return pd.DataFrame(rows)
+
+    for order in (["siim", "rsna"], ["rsna", "siim"]):
+        assert RunReport(None, cells(order), None, []).control_lines[0].startswith(f"controls ({', '.join(order)}): ")

@@ -3,8 +3,8 @@
 For each data set and model, under the run's models/<dataset>/ (repro.layout.RunLayout):
   <model>.keras      the trained model (best validation epoch, BatchNorm statistics recalibrated)
   <model>.weights.npz  its weights alone, in get_weights() order (fast to read into a model held)
-  <model>.json       its record: metrics, loss curve, epochs, seconds, settings, versions, the
-                     model's fingerprint and the SHA-256 of both files; written last,
+  <model>.json       its record: metrics, loss curve, epochs, seconds, peak memory, settings,
+                     versions, the model's fingerprint and the SHA-256 of both files; written last,
                      atomically, so it marks a finished model
   <model>.partial/   while training: state.json plus the last and the best epoch checkpoints
                      (.weights.h5: weights and optimizer state). A killed run resumes after the
@@ -101,6 +101,7 @@ def train_model(task: Task, dataset: Dataset, layout: RunLayout, name: str, *, p
     work = layout.training_dir(dataset.name, name)
     label = f"{dataset.name}/{name}"
     state = _read_state(work, wanted, label)
+    _reset_peak_memory()
     while True:
         attempt = _with_seed(task, restart_seed(task.spec.seed, state["attempt"]), dataset)
         metrics, finished = _train_attempt(attempt, dataset, work, state, name, progress)
@@ -113,12 +114,14 @@ def train_model(task: Task, dataset: Dataset, layout: RunLayout, name: str, *, p
     _save(finished.save, final)
     weights = layout.model_weights(dataset.name, name)
     write_npz(weights, compressed=False, **{f"w{i}": w for i, w in enumerate(finished.get_weights())})
-    metrics.update(fingerprint=wanted, sha256=sha256_file(final), weights_sha256=sha256_file(weights))
+    metrics.update(fingerprint=wanted, sha256=sha256_file(final), weights_sha256=sha256_file(weights),
+                   peak_memory_gb=_peak_memory_gb())
     write_json(record_path, metrics)
     shutil.rmtree(work)
     _say(progress, f"[train] {label} done after {metrics['epochs']} epochs (best {metrics['best_epoch']}): "
                    f"val {task.monitor} {_format(metrics['val'][task.monitor])}, test {task.monitor} "
-                   f"{_format(metrics['test'][task.monitor])}, {metrics['seconds']:.0f} s")
+                   f"{_format(metrics['test'][task.monitor])}, {metrics['seconds']:.0f} s, "
+                   f"peak {metrics['peak_memory_gb']:.2f} GB")
     return metrics
 
 
@@ -289,6 +292,25 @@ def _elapsed(started: tuple[float, float]) -> dict[str, float]:
     also counts the other jobs, the CPU seconds only this one's work."""
     now = _clocks()
     return {"seconds": now[0] - started[0], "cpu_seconds": now[1] - started[1]}
+
+
+def _reset_peak_memory() -> None:
+    """Start this process's peak resident memory afresh (Linux: /proc/self/clear_refs), so that a
+    record's peak is its own model's, not an earlier one's in the same process."""
+    with contextlib.suppress(OSError):
+        Path("/proc/self/clear_refs").write_text("5")
+
+
+def _peak_memory_gb() -> float:
+    """This process's peak resident memory since _reset_peak_memory (elsewhere than Linux: since it
+    started). In the record, not in models.json: it varies from run to run."""
+    with contextlib.suppress(OSError, ValueError):
+        for line in Path("/proc/self/status").read_text().splitlines():
+            if line.startswith("VmHWM:"):
+                return round(int(line.split()[1]) * 1024 / 1e9, 2)
+    import resource
+    peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss   # KiB on Linux, bytes on macOS
+    return round(peak / 1e9 if sys.platform == "darwin" else peak * 1024 / 1e9, 2)
 
 
 def _read_state(work: Path, wanted: str, label: str) -> dict:

@@ -87,7 +87,7 @@ class RunReport:
         """What the control check found, one line each (failures first)."""
         if not self.has_controls:
             return []
-        judged = set(_checkable(self.cells, True))
+        judged = _checkable(self.cells, True)   # in the cells' order: a set's order changes from run to run
         lines = [f"CONTROL CHECK FAILED: {p}" for p in self.control_problems]
         if judged and not self.control_problems:
             lines.append(f"controls ({', '.join(judged)}): EDGE fails the randomization test and ORACLE beats "

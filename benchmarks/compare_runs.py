@@ -3,7 +3,8 @@
     python benchmarks/compare_runs.py RUN_DIR_A RUN_DIR_B [--out figures/reproducibility.json]
 
 Each run directory holds provenance.json (with the SHA-256 of every file in its results/) and
-results/. The comparison lists the files that differ, if any. With --out it writes the verdict,
+results/; a published folder (figures/: the results' files beside their provenance.json) stands
+for the run it was copied from, so a new run can be checked against the committed one. The comparison lists the files that differ, if any. With --out it writes the verdict,
 both runs' commits, start machines and times, and the digests compared; the README's results
 section quotes it only while those digests are the published run's (repro.report.readme).
 """
@@ -24,9 +25,9 @@ def compare(a: Path, b: Path) -> dict:
     runs = []
     for run in (a, b):
         provenance = json.loads((run / "provenance.json").read_text())
-        digests = {p.name: sha256_file(p) for p in sorted((run / "results").iterdir()) if p.is_file()}
+        digests = _digests(run, provenance)
         if digests != provenance["results_sha256"]:
-            raise SystemExit(f"{run}: results/ no longer matches its provenance.json")
+            raise SystemExit(f"{run}: its results no longer match its provenance.json")
         runs.append({"run_dir": str(run), "commit": provenance["commit"], "finished": provenance["finished"],
                      "wall_seconds": provenance["wall_seconds"], "peak_memory_gb": provenance["peak_memory_gb"],
                      "results_sha256": digests})
@@ -40,6 +41,15 @@ def compare(a: Path, b: Path) -> dict:
                else f"{runs_of} differ in {len(differing)} of {len(first)} result files: {', '.join(differing)}")
     return {"identical": identical, "differing_files": differing, "summary": summary,
             "results_sha256": first, "runs": runs}
+
+
+def _digests(run: Path, provenance: dict) -> dict[str, str]:
+    """The SHA-256 of a run's results/, or of a published folder's copies of the files its
+    provenance lists (a missing one reads as missing)."""
+    if (run / "results").is_dir():
+        return {p.name: sha256_file(p) for p in sorted((run / "results").iterdir()) if p.is_file()}
+    return {name: sha256_file(run / name) if (run / name).is_file() else "missing"
+            for name in sorted(provenance["results_sha256"])}
 
 
 def main(argv=None) -> int:

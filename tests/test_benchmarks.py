@@ -47,5 +47,16 @@ def test_compare_runs_names_the_files_that_differ_and_the_commits(tmp_path):
     assert not different["identical"] and different["differing_files"] == ["report.md"]
     assert different["summary"] == "runs of commits aaaaaaa and ccccccc differ in 1 of 2 result files: report.md"
     (c / "results" / "cells.csv").write_bytes(b"edited after the run")
-    with pytest.raises(SystemExit, match="no longer matches its provenance"):
+    with pytest.raises(SystemExit, match="no longer match its provenance"):
         compare(a, c)
+    # a published folder: the results' files beside provenance.json, among files that are not results
+    published = tmp_path / "figures"
+    published.mkdir()
+    for path in (a / "results").iterdir():
+        (published / path.name).write_bytes(path.read_bytes())
+    (published / "provenance.json").write_bytes((a / "provenance.json").read_bytes())
+    (published / "reproducibility.json").write_text("{}")
+    assert compare(published, b)["identical"]
+    (published / "report.md").unlink()
+    with pytest.raises(SystemExit, match="figures: its results no longer match"):
+        compare(published, b)

@@ -26,20 +26,33 @@ class InProcess:
 
     def train(self, context, jobs: list[tuple[str, tuple[str, ...]]], *, progress: bool = True) -> list[dict]:
         """One process per architecture (each data set's replicates, then the next data set's):
-        the training step is traced once per architecture, not once per data set."""
+        the training step is traced once per architecture, not once per data set; one per data set
+        for the architectures in runtime.training.process_per_dataset (their peak creeps up with
+        every model a process trains)."""
         from repro.models.records import train_groups
-        by_architecture: dict[str, list] = {}
+        groups: dict[tuple, list] = {}
         for dataset, names in jobs:
-            by_architecture.setdefault(context.models[names[0]].arch, []).append((dataset, names))
-        records = [record for group in by_architecture.values()
-                   for record in train_groups(context, group, progress=progress)]
+            arch = context.models[names[0]].arch
+            groups.setdefault((arch, dataset) if arch in context.process_per_dataset else (arch,), []).append((dataset, names))
+        records = [record for group in groups.values() for record in train_groups(context, group, progress=progress)]
         if "repro.models.training" in sys.modules:     # this process trained: free what it holds
             sys.modules["repro.models.training"].release_models()
         return records
 
     def maps(self, context, tasks, *, progress: bool = True) -> None:
         from repro.evaluation.maps import compute_in_process
+        self.segment(context, tasks)
         compute_in_process(context, tasks, progress=progress)
+
+    def segment(self, context, tasks) -> None:
+        """XRAI's segmentation runs on one core while the maps' TensorFlow calls use them all: with
+        `workers` processes it is done first, each process segmenting a share of the images, into
+        the segment cache the maps then read (the same files; images already there are read back)."""
+        from repro.evaluation.maps import segment_chunk, xrai_images
+        if self.workers < 2:
+            return
+        self.map(segment_chunk, [(context, name, tuple(ids[share::self.workers]))
+                                 for name, ids in xrai_images(tasks).items() for share in range(self.workers)])
 
     def map(self, function: Callable, jobs: list[tuple]) -> list:
         if self.workers < 2 or len(jobs) < 2:

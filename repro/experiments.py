@@ -314,9 +314,12 @@ class Evaluation(_Section):
 
 
 class TrainingRuntime(_Section):
-    isolated: bool = Field(False, description="train each model in a fresh process that exits after it, so that "
-                                              "its memory goes back to the system (TensorFlow keeps what a "
+    isolated: bool = Field(False, description="train in fresh processes that exit afterwards, one per architecture, "
+                                              "so that the memory goes back to the system (TensorFlow keeps what a "
                                               "process once held: ten models in one process took 10 GB)")
+    process_per_dataset: list[str] = Field([], description="architectures whose models of each data set train in "
+                                                           "a process of their own (isolated only): a lower peak, "
+                                                           "for one more traced training step per data set")
 
 
 class Runtime(_Section):

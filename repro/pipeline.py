@@ -28,6 +28,7 @@ from repro.io import RunLock, write_bytes, write_json, write_text
 from repro.protocol import CONTROLS, INCEPTION_STATES
 from repro.provenance import StageClock, provenance_record
 from repro.report.summary import RunReport, check_controls, report_markdown
+from repro.runtime import give_back_memory
 from repro.statistics.cells import ModelChoice, pair_label, result_cells
 from repro.statistics.stability import verdict_stability
 
@@ -84,7 +85,8 @@ def train_context(experiment: Experiment):
     runtime = experiment.settings.runtime
     return TrainContext(experiment.layout, data_sources(experiment), experiment.models,
                         {arch: experiment.train_settings(arch) for arch in archs},
-                        runtime.deterministic, runtime.threads, runtime.training.isolated)
+                        runtime.deterministic, runtime.threads, runtime.training.isolated,
+                        tuple(runtime.training.process_per_dataset))
 
 
 def check_model_files(experiment: Experiment) -> None:
@@ -307,14 +309,16 @@ def _run_stages(experiment: Experiment, clock: StageClock, cluster: str | None, 
     write_json(layout.settings_file, resolved_config(experiment))
     with clock.stage("data"):
         say(f"data: experiment {experiment.name}, run directory {layout.root}")
-        datasets = stage_data(experiment, progress=progress)
+        stage_data(experiment, progress=progress)
     with executor_for(cluster, progress=progress, workers=experiment.settings.runtime.threads or 1) as executor:
         with clock.stage("train"):
             say(f"train ({executor.description})")
+            give_back_memory()   # the training processes read the cached data sets themselves
             records = stage_train(experiment, executor, progress=progress)
             write_json(layout.result("models.json"), model_summary(records))
         with clock.stage("maps"):
             say("maps")
+            datasets = prepare_data(experiment, progress=False)   # from the cache: half a second
             plans = stage_maps(experiment, datasets, executor, progress=progress)
         from repro.evaluation.maps import forget_resident
         forget_resident()   # the driver's models and graphs are not needed past this point

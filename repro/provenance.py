@@ -97,6 +97,28 @@ def package_versions() -> dict[str, str | None]:
     return versions
 
 
+# The vector extensions oneDNN and Eigen choose their kernels by: two CPUs that differ in them sum
+# in other orders, so bitwise equality of runs holds only between machines that agree on them.
+VECTOR_EXTENSIONS = ("sse4_2", "avx", "avx2", "fma", "avx_vnni", "avx512f", "avx512bw", "avx512vl", "avx512_vnni",
+                     "avx512_bf16", "avx512_fp16", "amx_tile", "amx_bf16", "amx_int8")
+
+
+def cpu_identity(cpuinfo: str | None = None) -> dict:
+    """The CPU's model name and the vector extensions it offers, from /proc/cpuinfo (Linux; an
+    empty record elsewhere)."""
+    if cpuinfo is None:
+        try:
+            cpuinfo = Path("/proc/cpuinfo").read_text()
+        except OSError:
+            return {}
+    fields = {}
+    for line in cpuinfo.splitlines():
+        key, _, value = line.partition(":")
+        fields.setdefault(key.strip(), value.strip())   # the first processor's
+    flags = set(fields.get("flags", "").split())
+    return {"cpu": fields.get("model name", ""), "vector_extensions": [f for f in VECTOR_EXTENSIONS if f in flags]}
+
+
 def provenance_record(experiment, clock: StageClock, *, cluster: str | None, repository: Path) -> dict:
     settings = experiment.settings
     return {
@@ -111,7 +133,8 @@ def provenance_record(experiment, clock: StageClock, *, cluster: str | None, rep
         "python": platform.python_version(),
         "packages": package_versions(),
         "machine": {"processor": platform.processor() or platform.machine(), "cores": psutil.cpu_count(),
-                    "memory_gb": round(psutil.virtual_memory().total / 1e9, 1), "system": platform.platform()},
+                    "memory_gb": round(psutil.virtual_memory().total / 1e9, 1), "system": platform.platform(),
+                    **cpu_identity()},
         "cluster": cluster or "in-process",
         "finished": time.strftime("%Y-%m-%d %H:%M:%S %Z"),
         # The digest of every result file: two runs gave the same results when these are equal.

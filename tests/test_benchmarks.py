@@ -23,14 +23,15 @@ def test_gpu_check_without_a_gpu_says_so_and_exits_0_after_the_cpu_part(tmp_path
 
 
 
-def _run(root: Path, commit: str, files: dict[str, bytes]) -> Path:
+def _run(root: Path, commit: str, files: dict[str, bytes], extensions=("avx2", "fma")) -> Path:
     from repro.io import sha256_file
     (root / "results").mkdir(parents=True)
     for name, content in files.items():
         (root / "results" / name).write_bytes(content)
     digests = {name: sha256_file(root / "results" / name) for name in sorted(files)}
     (root / "provenance.json").write_text(json.dumps({"commit": commit, "finished": "now", "wall_seconds": 1.0,
-                                                      "peak_memory_gb": 1.0, "results_sha256": digests}))
+                                                      "peak_memory_gb": 1.0, "results_sha256": digests,
+                                                      "machine": {"cpu": "x", "vector_extensions": list(extensions)}}))
     return root
 
 
@@ -46,6 +47,21 @@ def test_compare_runs_names_the_files_that_differ_and_the_commits(tmp_path):
     different = compare(a, c)
     assert not different["identical"] and different["differing_files"] == ["report.md"]
     assert different["summary"] == "runs of commits aaaaaaa and ccccccc differ in 1 of 2 result files: report.md"
+    # another CPU: other last bits; the verdicts are compared, the firm ones apart, the controls left out
+    header = "table,dataset,method,column,verdict,fragile\n2,siim,AVG,AUC,,False\n"
+    cells = {"first": header + "3,siim,GRAD,P_Randomization,pass,False\n3,siim,XRAI,P_Randomization,pass,True\n"
+                      "3,siim,EDGE,P_Randomization,did not pass,False\n",
+             "second": header + "3,siim,GRAD,P_Randomization,pass,False\n3,siim,XRAI,P_Randomization,uncertain,False\n"
+                       "3,siim,EDGE,P_Randomization,uncertain,False\n"}
+    first = _run(tmp_path / "e", "a" * 40, {"cells.csv": cells["first"].encode()})
+    second = _run(tmp_path / "f", "a" * 40, {"cells.csv": cells["second"].encode()}, extensions=("avx2", "fma", "avx512f"))
+    other_cpu = compare(first, second)
+    assert other_cpu["verdicts"] == {"verdicts": 2, "same": 1, "firm_in_both": 1, "same_firm": 1,
+                                     "fragile_in_either": 1, "same_fragile": 0}
+    assert other_cpu["summary"] == (
+        "two runs of commit aaaaaaa differ in 1 of 1 result files: cells.csv; 1 of 2 method verdicts the same "
+        "(firm in both runs: 1 of 1; fragile in either: 0 of 1) (on CPUs with different vector extensions, whose "
+        "kernels sum in other orders)")
     (c / "results" / "cells.csv").write_bytes(b"edited after the run")
     with pytest.raises(SystemExit, match="no longer match its provenance"):
         compare(a, c)

@@ -48,3 +48,12 @@ def test_a_full_disk_is_one_line_naming_the_file_and_leaves_nothing(tmp_path):
             tmp.write_bytes(b"partial")
             raise OSError("6400 requested and 5088 written")      # numpy's message for a short write
     assert list((tmp_path / "maps").iterdir()) == []
+
+
+def test_cpu_identity_names_the_model_and_the_vector_extensions_kernels_depend_on():
+    from repro.provenance import cpu_identity
+    cpuinfo = ("processor\t: 0\nmodel name\t: AMD EPYC 9R14\nflags\t\t: fpu sse4_2 avx avx2 fma avx512f avx512_bf16 x2apic\n\n"
+               "processor\t: 1\nmodel name\t: AMD EPYC 9R14\nflags\t\t: fpu sse4_2 avx avx2 fma avx512f avx512_bf16 x2apic\n")
+    assert cpu_identity(cpuinfo) == {"cpu": "AMD EPYC 9R14",
+                                     "vector_extensions": ["sse4_2", "avx", "avx2", "fma", "avx512f", "avx512_bf16"]}
+    assert cpu_identity("flags : sse4_2 avx2\n") == {"cpu": "", "vector_extensions": ["sse4_2", "avx2"]}

@@ -6,6 +6,7 @@ plumbing, not the science (the demo run does that)."""
 import json
 import re
 import shutil
+from pathlib import Path
 
 import numpy as np
 import pandas as pd
@@ -68,6 +69,7 @@ def test_provenance_record(smoke_run):
     assert set(record["results_sha256"]) >= {"cells.csv", "scores.csv", "table3.md", "grade.json", "models.json"}
     assert record["packages"]["tensorflow"] and record["packages"]["saliency"] == "0.2.1"
     assert record["wall_seconds"] > 0 and record["peak_memory_gb"] > 0
+    assert {"cpu", "vector_extensions"} <= set(record["machine"]) or not Path("/proc/cpuinfo").exists()
     assert {"data", "train", "maps", "scores", "statistics", "report"} <= set(record["stages"])
 
 
@@ -125,6 +127,24 @@ def test_data_sets_scored_side_by_side_give_the_same_bytes(smoke_run, tmp_path):
     pipeline.stage_scores(experiment, datasets, plans, InProcess(2))
     for name in ("scores.csv", "images.csv", "degenerate.json"):
         assert (tmp_path / "results" / name).read_bytes() == (smoke_run.results / name).read_bytes(), name
+
+
+def test_xrai_segments_made_in_advance_on_two_processes_are_the_cluster_run_s_files(smoke_run, tmp_path):
+    """InProcess(2) segments XRAI's images first, half of them in each of two spawned processes:
+    the segment cache holds the very files the smoke run's Dask workers wrote, one per image."""
+    from repro.evaluation.maps import xrai_images
+    from repro.execution import InProcess
+    copy_run(smoke_run, tmp_path, parts=("data", "cache", "models"))   # no maps, no segments
+    experiment = load_experiment("smoke", run_dir=tmp_path)
+    datasets = pipeline.prepare_data(experiment, progress=False)
+    tasks = [task for dataset in datasets.values() for task in pipeline.plan_maps(experiment, dataset).tasks]
+    InProcess(2).segment(pipeline.map_context(experiment), tasks)
+    for name, ids in xrai_images(tasks).items():
+        ours, cluster = (run.layout.segments_dir(name) for run in (experiment, smoke_run.experiment))
+        assert sorted(p.name for p in ours.iterdir()) == sorted(p.name for p in cluster.iterdir())
+        assert len(list(ours.iterdir())) == len(set(ids)) > 1   # distinct phantoms: one file each
+        for path in ours.iterdir():
+            assert path.read_bytes() == (cluster / path.name).read_bytes(), path
 
 
 def test_a_subset_of_methods_runs_through_and_a_failed_control_exits_3(smoke_run, tmp_path, monkeypatch, capsys):
@@ -220,7 +240,8 @@ print("ok", sum(len(plan.tasks) for plan in plans.values()))
 
 def test_in_process_work_spreads_over_processes_and_trains_by_architecture(monkeypatch):
     """`map` gives its jobs' results in order from any number of processes; `train` hands each
-    architecture's jobs, of every data set, to one process (one traced training step)."""
+    architecture's jobs, of every data set, to one process (one traced training step), or each
+    data set's to its own where the runtime asks."""
     from types import SimpleNamespace
 
     from repro.execution import InProcess
@@ -232,7 +253,11 @@ def test_in_process_work_spreads_over_processes_and_trains_by_architecture(monke
     monkeypatch.setattr(records, "train_groups", lambda context, group, progress: calls.append(group) or [])
     models = {"r1": SimpleNamespace(arch="inception_v3"), "r2": SimpleNamespace(arch="inception_v3"),
               "dn": SimpleNamespace(arch="densenet121"), "unet": SimpleNamespace(arch="unet")}
-    InProcess().train(SimpleNamespace(models=models), [("siim", ("r1", "r2")), ("siim", ("dn",)), ("siim", ("unet",)),
-                                                       ("rsna", ("r1", "r2")), ("rsna", ("dn",))], progress=False)
+    jobs = [("siim", ("r1", "r2")), ("siim", ("dn",)), ("siim", ("unet",)), ("rsna", ("r1", "r2")), ("rsna", ("dn",))]
+    InProcess().train(SimpleNamespace(models=models, process_per_dataset=()), jobs, progress=False)
     assert calls == [[("siim", ("r1", "r2")), ("rsna", ("r1", "r2"))], [("siim", ("dn",)), ("rsna", ("dn",))],
                      [("siim", ("unet",))]]
+    calls.clear()   # runtime.training.process_per_dataset: those architectures' data sets apart
+    InProcess().train(SimpleNamespace(models=models, process_per_dataset=("densenet121",)), jobs, progress=False)
+    assert calls == [[("siim", ("r1", "r2")), ("rsna", ("r1", "r2"))], [("siim", ("dn",))], [("siim", ("unet",))],
+                     [("rsna", ("dn",))]]

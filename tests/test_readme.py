@@ -68,3 +68,22 @@ def test_model_scores_name_restarts_and_mark_a_classifier_near_chance():
     assert _model_score("r3", learned) == "r3 0.914 (from seed 77, trained again after seed 4: validation ROC AUC 0.61)"
     assert _model_score("r3", {"monitor": "auc", "test": {"auc": 0.52}}) == "r3 0.520 **(near chance)**"
     assert _model_score("unet", {"monitor": "pixel_ap", "test": {"pixel_ap": 0.2}}) == "unet 0.200"   # not a classifier
+
+
+def test_every_comparison_with_the_published_run_is_quoted_and_no_other(tmp_path):
+    """One line per figures/reproducibility*.json made against the published results; a comparison
+    made for other results (an earlier publication) is left out."""
+    import json
+    import shutil
+    figures = shutil.copytree(REPOSITORY / "figures", tmp_path / "figures")
+    for path in figures.glob("reproducibility*.json"):
+        path.unlink()
+    published = json.loads((figures / "provenance.json").read_text())["results_sha256"]
+    (figures / "reproducibility.json").write_text(json.dumps({"summary": "same bytes", "results_sha256": published}))
+    (figures / "reproducibility-old.json").write_text(json.dumps({"summary": "stale", "results_sha256": {}}))
+    (figures / "reproducibility-other-cpu.json").write_text(json.dumps({"summary": "other bits",
+                                                                        "results_sha256": published}))
+    section = results_section(figures)
+    assert "- checked against another run: same bytes (figures/reproducibility.json)" in section
+    assert "- checked against another run: other bits (figures/reproducibility-other-cpu.json)" in section
+    assert "stale" not in section and "not yet compared" not in section

@@ -76,13 +76,24 @@ def compute_chunk(context: MapContext, task: MapTask) -> int:
 
 
 def segment_chunk(context: MapContext, dataset_name: str, image_ids: tuple[str, ...]) -> int:
-    """XRAI's segments of some images, into the run's segment cache (CPU work, no model)."""
-    resident = _resident(context)
-    dataset = _dataset(context, resident, dataset_name)
-    cache = _segments(context, resident, dataset_name)
+    """XRAI's segments of some images, into the run's segment cache (numpy work on one core: no
+    model, no TensorFlow, so that any process can do it beside the ones that compute maps)."""
+    from repro.saliency.segments import SegmentCache
+    dataset = context.data[dataset_name].load(progress=False)
+    cache = SegmentCache(context.layout.segments_dir(dataset_name))
     for image in dataset.model_inputs(indices_of(dataset, image_ids)):
         cache.get(image)
     return len(image_ids)
+
+
+def xrai_images(tasks: list[MapTask]) -> dict[str, list[str]]:
+    """Per data set, the images that XRAI maps are planned for, each once, in plan order (every
+    model and state of an image shares its segments)."""
+    images: dict[str, dict[str, None]] = {}
+    for task in tasks:
+        if task.method == "XRAI":
+            images.setdefault(task.dataset, {}).update(dict.fromkeys(task.image_ids))
+    return {name: list(ids) for name, ids in images.items()}
 
 
 def compute_in_process(context: MapContext, tasks: list[MapTask], *, progress: bool = True) -> int:

@@ -68,7 +68,8 @@ class TrainContext:
     settings: dict        # architecture -> TrainSettings
     deterministic: bool
     threads: int | None
-    isolated: bool = False   # each model in a fresh process (runtime.training.isolated)
+    isolated: bool = False   # training in fresh processes (runtime.training.isolated)
+    process_per_dataset: tuple[str, ...] = ()   # architectures with one such process per data set
 
 
 def train_group(context: TrainContext, dataset: str, names: tuple[str, ...], *, progress: bool = False) -> list[dict]:

@@ -1,7 +1,7 @@
 """The README's results section, written from a published run's records, never by hand.
 
 `results_section(figures_dir)` turns the files `publish` copies (provenance.json, grade.json,
-cells.csv, images.csv, models.json and, when two runs were compared, reproducibility.json) into
+cells.csv, images.csv, models.json and, for each comparison with another run, reproducibility*.json) into
 Markdown; `update_readme` puts it between the README's two markers. The demo experiment publishes
 to figures/ and names the README (`publish_readme`), so every demo run rewrites the section; a test
 checks that the committed README matches the committed figures/.
@@ -32,10 +32,13 @@ def results_section(figures: str | Path) -> str:
     lines = [BEGIN, ""]
     commit = (provenance.get("commit") or "unknown")[:12]
     stages = ", ".join(f"{name} {stage['seconds'] / 60:.1f}" for name, stage in provenance["stages"].items())
+    machine = provenance["machine"]
+    cpu = (f" ({machine['cpu'] or 'CPU'}, vector extensions up to {machine['vector_extensions'][-1]})"
+           if machine.get("vector_extensions") else "")
     lines.append(f"Run `{provenance['experiment']}` at commit `{commit}` ({provenance['finished']}), "
-                 f"{provenance['cluster']}, on {provenance['machine']['cores']} cores: "
+                 f"{provenance['cluster']}, on {machine['cores']} cores{cpu}: "
                  f"**{provenance['wall_seconds'] / 60:.0f} minutes** (minutes per stage: {stages}), "
-                 f"**peak memory {provenance['peak_memory_gb']:.1f} GB** (all processes). TensorFlow "
+                 f"**peak memory {provenance['peak_memory_gb']:.2f} GB** (all processes). TensorFlow "
                  f"{provenance['packages']['tensorflow']}, Keras {provenance['packages']['keras']}, PAIR saliency "
                  f"{provenance['packages']['saliency']}; op determinism "
                  f"{'on' if provenance['deterministic'] else 'off'}.")
@@ -56,12 +59,12 @@ def results_section(figures: str | Path) -> str:
                  f"or replicates)")
     if grade is not None:
         lines.append(f"- fidelity grade: **{grade['headline']}**")
-    reproducibility = figures / "reproducibility.json"
-    check = json.loads(reproducibility.read_text()) if reproducibility.is_file() else None
-    if check is not None and check["results_sha256"] == provenance["results_sha256"]:
-        lines.append(f"- repeatability of the run itself: {check['summary']} (figures/reproducibility.json)")
-    else:
-        lines.append("- repeatability of the run itself: not yet compared with a second run of this commit "
+    checks = [(path.name, json.loads(path.read_text())) for path in sorted(figures.glob("reproducibility*.json"))]
+    checks = [(name, check) for name, check in checks if check["results_sha256"] == provenance["results_sha256"]]
+    for name, check in checks:
+        lines.append(f"- checked against another run: {check['summary']} (figures/{name})")
+    if not checks:
+        lines.append("- checked against another run: not yet compared with a second run of this commit "
                      "(benchmarks/compare_runs.py)")
     lines += ["", END]
     return "\n".join(lines)

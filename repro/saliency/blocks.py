@@ -13,11 +13,12 @@ from __future__ import annotations
 import collections
 import itertools
 from dataclasses import dataclass
-from typing import Callable, Iterable, Iterator
+from typing import TYPE_CHECKING, Callable, Iterable, Iterator
 
 import numpy as np
 
-from .engine import GradientEngine
+if TYPE_CHECKING:   # engine.py imports TensorFlow; the XRAI segment cache (through smoothing.py) must not
+    from .engine import GradientEngine
 
 
 @dataclass(frozen=True)

@@ -29,7 +29,7 @@ def compare(a: Path, b: Path) -> dict:
     for run in (a, b):
         provenance = json.loads((run / "provenance.json").read_text())
         digests = _digests(run, provenance)
-        if digests != provenance["results_sha256"]:
+        if digests != {name: provenance["results_sha256"].get(name) for name in digests} or not digests:
             raise SystemExit(f"{run}: its results no longer match its provenance.json")
         machine = provenance.get("machine", {})
         runs.append({"run_dir": str(run), "commit": provenance["commit"], "finished": provenance["finished"],
@@ -37,13 +37,15 @@ def compare(a: Path, b: Path) -> dict:
                      "cpu": {key: machine[key] for key in ("cpu", "vector_extensions") if key in machine},
                      "results_sha256": digests})
     first, second = (r["results_sha256"] for r in runs)
-    differing = sorted(name for name in set(first) | set(second) if first.get(name) != second.get(name))
-    identical = not differing
+    compared = sorted(set(first) & set(second))   # a published folder holds some of a run's files
+    differing = [name for name in compared if first[name] != second[name]]
+    identical = not differing and set(first) == set(second)
     commits = list(dict.fromkeys(str(r["commit"])[:7] for r in runs))
     runs_of = (f"two runs of commit {commits[0]}" if len(commits) == 1
                else f"runs of commits {commits[0]} and {commits[1]}")
     summary = (f"{runs_of} from fresh clones gave byte-identical results/ ({len(first)} files)" if identical
-               else f"{runs_of} differ in {len(differing)} of {len(first)} result files: {', '.join(differing)}")
+               else f"{runs_of} differ in {len(differing)} of {len(compared)} result files: {', '.join(differing)}"
+               if differing else f"{runs_of} agree in the {len(compared)} result files both hold")
     verdicts = None
     if "cells.csv" in differing and all((_results(run) / "cells.csv").is_file() for run in (a, b)):
         verdicts = verdict_agreement(_results(a) / "cells.csv", _results(b) / "cells.csv")
@@ -80,12 +82,11 @@ def _results(run: Path) -> Path:
 
 
 def _digests(run: Path, provenance: dict) -> dict[str, str]:
-    """The SHA-256 of a run's results/, or of a published folder's copies of the files its
-    provenance lists (a missing one reads as missing)."""
+    """The SHA-256 of every file in a run's results/, or of the files its provenance lists that a
+    published folder holds (figures/ leaves the LaTeX tables out)."""
     if (run / "results").is_dir():
         return {p.name: sha256_file(p) for p in sorted(_results(run).iterdir()) if p.is_file()}
-    return {name: sha256_file(run / name) if (run / name).is_file() else "missing"
-            for name in sorted(provenance["results_sha256"])}
+    return {name: sha256_file(run / name) for name in sorted(provenance["results_sha256"]) if (run / name).is_file()}
 
 
 def main(argv=None) -> int:

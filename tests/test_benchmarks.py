@@ -73,6 +73,10 @@ def test_compare_runs_names_the_files_that_differ_and_the_commits(tmp_path):
     (published / "provenance.json").write_bytes((a / "provenance.json").read_bytes())
     (published / "reproducibility.json").write_text("{}")
     assert compare(published, b)["identical"]
-    (published / "report.md").unlink()
+    (published / "report.md").unlink()   # figures/ holds some of a run's files: those are compared
+    later = _run(tmp_path / "g", "c" * 40, {"cells.csv": b"1,2", "report.md": b"controls (rsna, siim)"})
+    assert compare(published, later)["summary"] == ("runs of commits aaaaaaa and ccccccc agree in the 1 result "
+                                                    "files both hold")
+    (published / "cells.csv").write_bytes(b"edited after publication")
     with pytest.raises(SystemExit, match="figures: its results no longer match"):
         compare(published, b)

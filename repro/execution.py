@@ -47,12 +47,14 @@ class InProcess:
     def segment(self, context, tasks) -> None:
         """XRAI's segmentation runs on one core while the maps' TensorFlow calls use them all: with
         `workers` processes it is done first, each process segmenting a share of the images, into
-        the segment cache the maps then read (the same files; images already there are read back)."""
-        from repro.evaluation.maps import segment_chunk, xrai_images
+        the segment cache the maps then read (the same files; images already there are read back).
+        Only the images of maps still to compute: a resumed run whose XRAI maps are done starts no process."""
+        from repro.evaluation.maps import is_done, segment_chunk, xrai_images
         if self.workers < 2:
             return
+        todo = [task for task in tasks if task.method == "XRAI" and not is_done(context, task)]
         self.map(segment_chunk, [(context, name, tuple(ids[share::self.workers]))
-                                 for name, ids in xrai_images(tasks).items() for share in range(self.workers)])
+                                 for name, ids in xrai_images(todo).items() for share in range(self.workers)])
 
     def map(self, function: Callable, jobs: list[tuple]) -> list:
         if self.workers < 2 or len(jobs) < 2:

@@ -353,6 +353,10 @@ class ExperimentSettings(_Section):
                 raise ValueError(f"data.input_size {self.data.input_size}: {arch} accepts inputs of {least} px and up")
         if trained and self.train is None:
             raise ValueError(f"models {trained} are trained by the kit: a 'train' section is required")
+        unknown = [arch for arch in self.runtime.training.process_per_dataset if arch not in trained]
+        if unknown:
+            raise ValueError(f"runtime.training.process_per_dataset: {unknown} not among the architectures this "
+                             f"experiment trains ({', '.join(trained) or 'none'})")
         names = []
         for arch in trained:
             names += list(getattr(self.models, arch).replicates)

@@ -51,6 +51,8 @@ def test_the_kits_experiments_load():
     ({"models": {"unet": {"replicates": {"a b": 1}}}}, r"model name 'a b'"),
     ({"evaluation": {"repeatability": ["a", "zzz"]}}, r"evaluation.repeatability: unknown model 'zzz'"),
     ({"runtime": {"threads": 0}}, r"runtime.threads"),
+    ({"runtime": {"training": {"process_per_dataset": ["densenet"]}}},
+     r"runtime.training.process_per_dataset: \['densenet'\] not among the architectures this experiment trains"),
     ({"publish_dir": "../../elsewhere"}, r"publish_dir '../../elsewhere' is outside the project folder"),
     ({"name": "../up"}, r"name: string should match pattern"),
     ({"data": {"source": "phantoms", "phantoms": {"n": 24}, "input_size": 64}},

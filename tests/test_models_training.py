@@ -164,7 +164,7 @@ def test_a_killed_run_resumes_after_its_last_epoch(tmp_path, monkeypatch):
         return fit(self, *args, **kwargs)
     monkeypatch.setattr(keras.Model, "fit", spy)
     record = train(layout, UNET, settings)
-    assert starts == [1]
+    assert starts == [1, 2]     # one fit per epoch, starting after the last epoch the killed run finished
     assert [r["epoch"] for r in record["history"]] == [1, 2, 3] and record["epochs"] == 3
     assert not work.exists() and not list(work.parent.glob(".*"))    # no temporary files left
 

@@ -147,6 +147,19 @@ def test_xrai_segments_made_in_advance_on_two_processes_are_the_cluster_run_s_fi
             assert path.read_bytes() == (cluster / path.name).read_bytes(), path
 
 
+def test_a_resumed_run_whose_xrai_maps_are_done_segments_nothing(smoke_run, tmp_path, monkeypatch):
+    from repro.execution import InProcess
+    copy_run(smoke_run, tmp_path, parts=("data", "cache", "models", "maps"))
+    experiment = load_experiment("smoke", run_dir=tmp_path)
+    datasets = pipeline.prepare_data(experiment, progress=False)
+    tasks = [task for dataset in datasets.values() for task in pipeline.plan_maps(experiment, dataset).tasks]
+    assert any(task.method == "XRAI" for task in tasks)
+    jobs = []
+    monkeypatch.setattr(InProcess, "map", lambda self, function, given: jobs.extend(given))
+    InProcess(2).segment(pipeline.map_context(experiment), tasks)
+    assert jobs == []
+
+
 def test_a_subset_of_methods_runs_through_and_a_failed_control_exits_3(smoke_run, tmp_path, monkeypatch, capsys):
     """The maps of the subset are the run's own (a map's fingerprint does not depend on the other
     methods): only the scores, statistics and reports are computed again."""

@@ -147,10 +147,14 @@ def _train_attempt(task: Task, dataset: Dataset, work: Path, state: dict, name: 
     _say(progress, f"[train] {label}: {task.spec.arch}, {len(dataset.indices('train'))} training images, "
                    + (f"resuming after epoch {state['epoch']}" if state["epoch"] else "from the start")
                    + (f", attempt {state['attempt'] + 1} (seed {task.spec.seed})" if state["attempt"] else ""))
-    if not _should_stop(task, state):
-        model.fit(_training_batches(task, dataset, first_epoch=state["epoch"]), initial_epoch=state["epoch"],
-                  epochs=task.settings.epochs, callbacks=[_EpochEnd(task, dataset, state, work)],
-                  shuffle=False, verbose=1 if progress else 0)   # the batches come shuffled
+    epoch_end = _EpochEnd(task, dataset, state, work)
+    while not _should_stop(task, state):
+        # One `fit` per epoch on that epoch's arrays (the traced step is kept): a tf.data pipeline fed
+        # by a Python generator would leave this process paging memory in on every step, about twice
+        # as slow (benchmarks/RESULTS.md); `_EpochEnd` ends each call after its epoch.
+        batches = tf.data.Dataset.from_tensor_slices(_epoch_arrays(task, dataset, state["epoch"]))
+        model.fit(batches.batch(task.settings.batch_size).prefetch(1), initial_epoch=state["epoch"],
+                  epochs=task.settings.epochs, callbacks=[epoch_end], verbose=1 if progress else 0)
     metrics = _finish(task, model, dataset, state, work, name)
     finished.set_weights(model.get_weights())
     return metrics, finished
@@ -185,7 +189,8 @@ def make_task(spec: ModelSpec, settings: TrainSettings, dataset: Dataset) -> Tas
 
 
 class _EpochEnd(keras.callbacks.Callback):
-    """After each epoch: recalibrate, validate, checkpoint (state file last), stop when stale."""
+    """After each epoch: recalibrate, validate, checkpoint (state file last), and end the `fit` call
+    (each call trains one epoch)."""
 
     def __init__(self, task: Task, dataset: Dataset, state: dict, work: Path):
         super().__init__()
@@ -211,7 +216,7 @@ class _EpochEnd(keras.callbacks.Callback):
         write_json(work / "state.json", _json_safe(state))
         for stale in set(os.listdir(work)) - {"state.json", state["last"], state["best"]}:
             (work / stale).unlink()
-        self.model.stop_training = _should_stop(task, state)
+        self.model.stop_training = True
 
 
 def _should_stop(task: Task, state: dict) -> bool:
@@ -248,28 +253,20 @@ def _finish(task: Task, model: keras.Model, dataset: Dataset, state: dict, work:
     })
 
 
-def _training_batches(task: Task, dataset: Dataset, *, first_epoch: int) -> tf.data.Dataset:
-    """The training split, shuffled and augmented afresh every epoch, the same for a given seed.
-
-    Keras iterates the dataset once per epoch and each iteration calls `batches` anew, which draws
-    epoch k's order and augmentation from a generator seeded by (seed, k).
-    """
+def _epoch_arrays(task: Task, dataset: Dataset, epoch: int):
+    """Epoch `epoch`'s training split, shuffled and augmented afresh, the same for a given seed: its
+    order and augmentation come from a generator seeded by (seed, epoch), drawn batch by batch."""
     train, batch_size = dataset.indices("train"), task.settings.batch_size
-    epochs = iter(range(first_epoch, task.settings.epochs))
-
-    def batches():
-        rng = np.random.default_rng([task.spec.seed, next(epochs)])
-        order = rng.permutation(train)
-        for start in range(0, len(order), batch_size):
-            rows = order[start:start + batch_size]
-            images, masks = augment(dataset.model_inputs(rows), dataset.masks[rows], rng, flip=task.settings.augment.flip,
-                                    shift=task.settings.augment.shift)
-            yield images, task.targets(dataset.labels[rows], masks)
-
-    signature = (tf.TensorSpec((None, dataset.size, dataset.size, 3), tf.float32), task.target_signature())
-    steps = -(-len(train) // batch_size)
-    return (tf.data.Dataset.from_generator(batches, output_signature=signature)
-            .apply(tf.data.experimental.assert_cardinality(steps)).prefetch(1))
+    rng = np.random.default_rng([task.spec.seed, epoch])
+    order = rng.permutation(train)
+    images, targets = [], []
+    for start in range(0, len(order), batch_size):
+        rows = order[start:start + batch_size]
+        batch_images, batch_masks = augment(dataset.model_inputs(rows), dataset.masks[rows], rng,
+                                            flip=task.settings.augment.flip, shift=task.settings.augment.shift)
+        images.append(batch_images)
+        targets.append(task.targets(dataset.labels[rows], batch_masks))
+    return np.concatenate(images), keras.tree.map_structure(lambda *parts: np.concatenate(parts), *targets)
 
 
 def _recalibrate(task: Task, model: keras.Model, dataset: Dataset, epoch: int) -> None:

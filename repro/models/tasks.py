@@ -15,7 +15,6 @@ from __future__ import annotations
 
 import keras
 import numpy as np
-import tensorflow as tf
 from sklearn.metrics import roc_auc_score
 
 from repro.data.dataset import Dataset
@@ -53,9 +52,6 @@ class Task:
     def targets(self, labels: np.ndarray, masks: np.ndarray):
         raise NotImplementedError
 
-    def target_signature(self):
-        raise NotImplementedError
-
     def network_inputs(self, model: keras.Model, images: np.ndarray):
         """What model(x) takes for [0, 255] model inputs (the detector scales them outside)."""
         return images
@@ -82,9 +78,6 @@ class ClassificationTask(Task):
     def targets(self, labels, masks):
         return np.eye(2, dtype=np.float32)[labels]
 
-    def target_signature(self):
-        return tf.TensorSpec((None, 2), tf.float32)
-
     def evaluate(self, model, dataset, split):
         indices = dataset.indices(split)
         probability = positive_probability(model, dataset.model_inputs(indices))
@@ -102,9 +95,6 @@ class SegmentationTask(Task):
 
     def targets(self, labels, masks):
         return masks[..., None].astype(np.float32)
-
-    def target_signature(self):
-        return tf.TensorSpec((None, self.size, self.size, 1), tf.float32)
 
     def evaluate(self, model, dataset, split):
         indices = dataset.indices(split)
@@ -131,10 +121,6 @@ class DetectionTask(Task):
 
     def targets(self, labels, masks):
         return retinanet.box_targets(masks, self.max_boxes)
-
-    def target_signature(self):
-        return {"boxes": tf.TensorSpec((None, self.max_boxes, 4), tf.float32),
-                "labels": tf.TensorSpec((None, self.max_boxes), tf.int32)}
 
     def network_inputs(self, model, images):
         return retinanet.network_inputs(model, images)

@@ -34,7 +34,7 @@ import_tensorflow()       # first, without TensorFlow's start-up chatter on a ma
 from repro import pipeline  # noqa: E402
 from repro.evaluation.plan import LOCALIZER  # noqa: E402
 from repro.experiments import load_experiment  # noqa: E402
-from repro.io import write_json  # noqa: E402
+from benchmarks.output import show_and_save  # noqa: E402
 from repro.protocol import EXTRA_METHODS, METHODS, ORIGINAL, PAPER_METHODS  # noqa: E402
 
 SEGMENTS = ("(any)", "XRAI segments")    # a row of its own: per image, not per map
@@ -82,10 +82,7 @@ def main(argv=None) -> dict:
               "measured_maps_stage_seconds": provenance["stages"]["maps"]["seconds"],
               "projected_extra_six_seconds": total(EXTRA_METHODS),
               "run_wall_seconds": provenance["wall_seconds"]}
-    print(report(result))
-    if args.out:
-        write_json(args.out, result)
-    return result
+    return show_and_save(result, report(result), args.out)
 
 
 def measure(experiment, tasks, arch, methods) -> dict[tuple[str, str], float]:

@@ -23,7 +23,7 @@ REPOSITORY = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPOSITORY))
 
 from benchmarks.fresh import in_fresh_process  # noqa: E402
-from repro.io import write_json  # noqa: E402  (no TensorFlow: the workers start it in their own processes)
+from benchmarks.output import show_and_save  # noqa: E402  (no TensorFlow: the workers start it in their own processes)
 
 
 def worker(deterministic: bool, threads: int, size: int, steps: int, batch: int, images: int) -> dict:
@@ -97,10 +97,7 @@ def main(argv=None) -> dict:
     result["second_thread_speedup"] = {
         "training step": round(one["seconds_per_step"] / on["seconds_per_step"], 2),
         **{f"{m} map": round(one["seconds_per_map"][m] / on["seconds_per_map"][m], 2) for m in on["seconds_per_map"]}}
-    print(report(result))
-    if args.out:
-        write_json(args.out, result)
-    return result
+    return show_and_save(result, report(result), args.out)
 
 
 def report(result: dict) -> str:

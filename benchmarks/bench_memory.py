@@ -27,7 +27,7 @@ REPOSITORY = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPOSITORY))
 
 from benchmarks.fresh import in_fresh_process  # noqa: E402
-from repro.io import write_json  # noqa: E402  (no TensorFlow: the workers start it in their own processes)
+from benchmarks.output import show_and_save  # noqa: E402  (no TensorFlow: the workers start it in their own processes)
 ARCHITECTURES = ("inception_v3", "densenet121")
 KINDS = ("eager", "compiled", "fit")
 
@@ -78,10 +78,7 @@ def main(argv=None) -> dict:
         runs = {kind: run_in_fresh_process(args, arch, kind) for kind in KINDS}
         runs["same_statistics"] = runs["eager"]["digest"] == runs["compiled"]["digest"]
         result["runs"][arch] = runs
-    print(report(result))
-    if args.out:
-        write_json(args.out, result)
-    return result
+    return show_and_save(result, report(result), args.out)
 
 
 def report(result: dict) -> str:

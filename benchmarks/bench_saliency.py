@@ -50,7 +50,7 @@ from tf_keras_vis.utils.scores import CategoricalScore  # noqa: E402
 from repro.saliency import METHODS, SegmentCache, load_preset, saliency_maps  # noqa: E402
 from repro.saliency.engine import default_conv_layer  # noqa: E402
 from repro.saliency.xrai import rank_regions  # noqa: E402
-from repro.io import write_json  # noqa: E402
+from benchmarks.output import show_and_save  # noqa: E402
 from benchmarks.reference import raw_input_gradients, stock_call_model_function  # noqa: E402
 
 TARGET_OF_LIMIT = 0.9            # ours >= 0.9 x limit for these methods
@@ -71,10 +71,7 @@ def main(argv=None) -> dict:
     result = {"machine": machine(), "settings": vars(args), "params": params, "methods": rows}
     if "XRAI" in args.methods:
         result["xrai_breakdown"] = xrai_breakdown(model, images, params["XRAI"], args.batch_size)
-    print(report(result))
-    if args.out:
-        write_json(args.out, result)
-    return result
+    return show_and_save(result, report(result), args.out)
 
 
 def _parse(argv):

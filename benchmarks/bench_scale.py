@@ -34,11 +34,11 @@ configure(deterministic=True, threads=1)
 
 import numpy as np  # noqa: E402
 
+from benchmarks.output import show_and_save  # noqa: E402
 from benchmarks.reference import raw_input_gradients  # noqa: E402
 from repro import pipeline  # noqa: E402
 from repro.execution import InProcess  # noqa: E402
 from repro.experiments import load_experiment  # noqa: E402
-from repro.io import write_json  # noqa: E402
 from repro.protocol import INCEPTION_STATES, PAPER_METHODS  # noqa: E402
 from repro.saliency.params import load_preset  # noqa: E402
 
@@ -52,11 +52,7 @@ def main(argv=None) -> dict:
     if not args.skip_measure:
         result["measured"] = measure_scaling(args)
     result["projection"] = project(args)
-    text = report(result)
-    print(text)
-    if args.out:
-        write_json(args.out, result)
-    return result
+    return show_and_save(result, report(result), args.out)
 
 
 def parse(argv):

@@ -17,7 +17,7 @@ REPOSITORY = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPOSITORY))
 
 from benchmarks.fresh import in_fresh_process  # noqa: E402
-from repro.io import write_json  # noqa: E402  (no TensorFlow here: the workers start it)
+from benchmarks.output import show_and_save  # noqa: E402  (no TensorFlow here: the workers start it)
 
 
 def worker(arch: str, batch: int, size: int, images: int, epochs: int) -> dict:
@@ -59,10 +59,7 @@ def main(argv=None) -> dict:
              **in_fresh_process("bench_train_batch", "worker", arch, int(batch), args.size, args.images, args.epochs)}
             for arch in args.archs.split(",") for batch in args.batches.split(",")]
     result = {"settings": vars(args), "runs": runs}
-    print(report(result))
-    if args.out:
-        write_json(args.out, result)
-    return result
+    return show_and_save(result, report(result), args.out)
 
 
 def report(result: dict) -> str:

@@ -22,7 +22,7 @@ REPOSITORY = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPOSITORY))
 
 from benchmarks.fresh import in_fresh_process  # noqa: E402
-from repro.io import write_json  # noqa: E402  (no TensorFlow here: the workers start it)
+from benchmarks.output import show_and_save  # noqa: E402  (no TensorFlow here: the workers start it)
 
 MODES = ("generator", "epoch_arrays", "train_on_batch")
 
@@ -92,10 +92,7 @@ def main(argv=None) -> dict:
     runs = [{"mode": mode, **in_fresh_process("bench_train_input", "worker", mode, args.arch, args.batch, args.size,
                                               args.images, args.epochs)} for mode in modes]
     result = {"settings": vars(args), "runs": runs}
-    print(report(result))
-    if args.out:
-        write_json(args.out, result)
-    return result
+    return show_and_save(result, report(result), args.out)
 
 
 def report(result: dict) -> str:

@@ -20,7 +20,8 @@ import pandas as pd
 REPOSITORY = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPOSITORY))
 
-from repro.io import sha256_file, write_json  # noqa: E402
+from benchmarks.output import show_and_save  # noqa: E402
+from repro.io import sha256_file  # noqa: E402
 from repro.protocol import CONTROLS, NOT_MEASURED  # noqa: E402
 
 
@@ -96,9 +97,7 @@ def main(argv=None) -> int:
     parser.add_argument("--out", type=Path)
     args = parser.parse_args(argv)
     result = compare(args.first, args.second)
-    print(result["summary"])
-    if args.out:
-        write_json(args.out, result)
+    show_and_save(result, result["summary"], args.out)
     return 0 if result["identical"] else 1
 
 

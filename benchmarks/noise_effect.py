@@ -23,7 +23,7 @@ sys.path.insert(0, str(REPOSITORY))
 
 from repro import pipeline  # noqa: E402
 from repro.experiments import load_experiment  # noqa: E402
-from repro.io import write_json  # noqa: E402
+from benchmarks.output import show_and_save  # noqa: E402
 
 METHODS = ("SG", "SIG")
 COLUMNS = {3: ("RandBaseline", "FullyRandomized", "P_Randomization"),
@@ -52,10 +52,7 @@ def main(argv=None) -> dict:
         rows = compare(pipeline.read_cells(independent), report.cells)
     finally:
         shutil.rmtree(work, ignore_errors=True)
-    print(markdown(rows))
-    if args.out:
-        write_json(args.out, rows)
-    return {"rows": rows}
+    return {"rows": show_and_save(rows, markdown(rows), args.out)}
 
 
 def compare(independent, shared) -> list[dict]:

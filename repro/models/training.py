@@ -154,7 +154,8 @@ def _train_attempt(task: Task, dataset: Dataset, work: Path, state: dict, name: 
         # as slow (benchmarks/RESULTS.md); `_EpochEnd` ends each call after its epoch.
         batches = tf.data.Dataset.from_tensor_slices(_epoch_arrays(task, dataset, state["epoch"]))
         model.fit(batches.batch(task.settings.batch_size).prefetch(1), initial_epoch=state["epoch"],
-                  epochs=task.settings.epochs, callbacks=[epoch_end], verbose=1 if progress else 0)
+                  epochs=task.settings.epochs, callbacks=[epoch_end], verbose=1 if progress else 0,
+                  shuffle=False)  # the batches come shuffled; Keras ignores (and warns about) shuffle here
     metrics = _finish(task, model, dataset, state, work, name)
     finished.set_weights(model.get_weights())
     return metrics, finished

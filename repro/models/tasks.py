@@ -41,9 +41,12 @@ class Task:
         return model
 
     def build(self) -> keras.Model:
-        """The model compiled for training."""
+        """The model compiled for training, its optimizer's variables made: Keras would otherwise make
+        them while tracing the first training step, which TensorFlow then traces a second time (for
+        InceptionV3 at 128 px: 29 s and 0.2 GB more than tracing once)."""
         model = self.model()
         model.compile(optimizer=self.optimizer(), run_eagerly=self.settings.eager, **self._loss())
+        model.optimizer.build(model.trainable_variables)
         return model
 
     def optimizer(self) -> keras.optimizers.Optimizer:

@@ -58,6 +58,7 @@ from repro.models.augment import augment
 from repro.models.batchnorm import recalibrate_batchnorm
 from repro.models.records import _notice, finished_record, model_fingerprint
 from repro.models.tasks import TASKS, Task
+from repro.runtime import give_back_memory
 
 log = logging.getLogger(__name__)
 
@@ -397,20 +398,38 @@ def _models_for(task: Task) -> tuple[keras.Model, keras.Model]:
     global _HELD
     key = (task.spec.arch, json.dumps(task.spec.settings, sort_keys=True), task.size,
            task.settings.model_dump_json())
-    keras.utils.set_random_seed(task.spec.seed)
     if _HELD.key == key:
+        _seed_all_but_tensorflow(task.spec.seed)
         with own_initializer_seeds(task.spec.seed):
             initial = task.model()
         _HELD.model.set_weights(initial.get_weights())
         _reset_optimizer(_HELD.model, task)
+        del initial
+        give_back_memory()
         return _HELD.model, _HELD.finished
     _HELD = _Held()
     keras.backend.clear_session()   # Keras' global state grows with every model built
+    keras.utils.set_random_seed(task.spec.seed)
     with own_initializer_seeds(task.spec.seed):
         model = task.build()
         finished = task.model()      # its initial weights are overwritten before it is saved
     _HELD = _Held(key, model, finished)
     return model, finished
+
+
+def _seed_all_but_tensorflow(seed: int) -> None:
+    """keras.utils.set_random_seed without its tf.random.set_seed, which clears the kernels of every
+    compiled function in the process (rebuilding InceptionV3's training step, recalibration and
+    prediction then costs about 15 s of the next epoch). The functions traced already draw nothing
+    from TensorFlow's global seed, and a model is built from Keras' seeds, so a held model's next
+    replicate is the same to the last bit (tests/test_models_training.py)."""
+    from keras.src.backend.common import global_state
+    from keras.src.random import seed_generator
+    from keras.src.utils.rng_utils import GLOBAL_RANDOM_SEED
+    global_state.set_global_attribute(GLOBAL_RANDOM_SEED, seed)
+    global_state.set_global_attribute(seed_generator.GLOBAL_SEED_GENERATOR, None)
+    random.seed(seed)
+    np.random.seed(seed)
 
 
 def release_models() -> None:
@@ -425,8 +444,6 @@ def _reset_optimizer(model: keras.Model, task: Task) -> None:
     training step stays valid."""
     fresh = task.optimizer()
     fresh.build(model.trainable_variables)
-    if not model.optimizer.built:
-        model.optimizer.build(model.trainable_variables)
     state: dict = {}
     fresh.save_own_variables(state)
     model.optimizer.load_own_variables(state)
@@ -445,7 +462,6 @@ def _save(save: Callable[[Path], None], path: Path) -> None:
 
 def _load_checkpoint(model: keras.Model, path: Path) -> None:
     """Weights and optimizer state of a checkpoint into the freshly built model."""
-    model.optimizer.build(model.trainable_variables)
     model.load_weights(path)
 
 

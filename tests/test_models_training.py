@@ -194,17 +194,25 @@ def test_when_training_stops(epoch, best_epoch, best_score, stop):
     assert training._should_stop(task, state) is stop
 
 
-def test_replicates_trained_one_after_another_equal_replicates_trained_alone(tmp_path):
-    """A process that trains r1 then r2 reuses r1's compiled model (its training step traced once);
-    r2 comes out bit for bit as when it is trained first, in a clean session."""
+def test_replicates_trained_one_after_another_equal_replicates_trained_alone(tmp_path, monkeypatch):
+    """A process that trains r1 then r2 reuses r1's compiled model (its training step traced once,
+    its compiled kernels kept: tf.random.set_seed would clear them); r2 comes out bit for bit as
+    when it is trained first, in a clean session."""
     from dataclasses import replace
+
+    from tensorflow.python.eager import context
     settings = TINY.model_copy(update={"epochs": 2, "eager": False})
     second = replace(UNET, name="unet_r2", seed=2)
     together = RunLayout(tmp_path / "together")
     train(together, UNET, settings)
     compiled = training._HELD.model
+    cleared = []
+    clear_caches = context.pywrap_tfe.TFE_ContextClearCaches
+    monkeypatch.setattr(context.pywrap_tfe, "TFE_ContextClearCaches",
+                        lambda handle: (cleared.append(handle), clear_caches(handle)))
     train(together, second, settings)
-    assert training._HELD.model is compiled                       # reused, not built again
+    monkeypatch.undo()
+    assert training._HELD.model is compiled and not cleared      # reused, not built again, kernels kept
     training.release_models()
     alone = RunLayout(tmp_path / "alone")
     train(alone, second, settings)
@@ -213,6 +221,13 @@ def test_replicates_trained_one_after_another_equal_replicates_trained_alone(tmp
     assert all(np.array_equal(x, y) for x, y in zip(a, b))
     first = training.load_trained_weights(together, "siim", UNET)
     assert not all(np.array_equal(x, y) for x, y in zip(a, first))
+
+
+def test_a_model_built_for_training_has_its_optimizer_s_variables_before_its_first_step():
+    """Made while the first step is traced, they would make TensorFlow trace that step twice."""
+    model = training.make_task(UNET, TINY, planted_dataset("siim", 0)).build()
+    assert model.optimizer.built
+    assert len(model.optimizer.variables) == 1 + 2 * len(model.trainable_variables) + 1   # Adam: step, m, v, lr
 
 
 def test_a_model_below_the_restart_bar_is_trained_again_from_new_seeds_and_resumes_so(tmp_path, monkeypatch):

@@ -7,8 +7,9 @@
   import fails.
 - `configure` applies an experiment's `runtime` section: the number of threads TensorFlow's kernels
   use, and op determinism (tf.config.experimental.enable_op_determinism, with every seed fixed by
-  the stages), under which two runs on the same machine and versions give the same bits. Threads
-  must be set before TensorFlow runs its first op; a process that already ran one keeps its own.
+  the stages, and one kernel at a time), under which two runs on the same machine and versions
+  give the same bits. Threads must be set before TensorFlow runs its first op; a process that
+  already ran one keeps its own.
   On a GPU, op determinism makes TensorFlow choose deterministic kernels or raise an error for ops
   that have none; bitwise equality then holds for one GPU model and driver, not across them.
 """
@@ -61,16 +62,25 @@ def import_tensorflow():
 
 
 def configure(*, deterministic: bool, threads: int | None) -> None:
-    """Apply a runtime section to this process (safe to call more than once)."""
+    """Apply a runtime section to this process (safe to call more than once).
+
+    `threads` is TensorFlow's intra-op threads (how many cores one kernel splits its work over)
+    and, without op determinism, its inter-op threads (how many kernels run side by side). With op
+    determinism the kernels run one at a time: two kernels running side by side share the intra-op
+    threads, and on a CPU InceptionV3's gradients then came out with other last bits in about a
+    third of the calls, from run to run and within one process (docs/determinism.md)."""
     tf = import_tensorflow()
-    if threads is not None:
-        current = tf.config.threading.get_intra_op_parallelism_threads()
-        if current != threads:
+    threading = tf.config.threading
+    wanted = {"intra-op": threads, "inter-op": 1 if deterministic else threads}
+    setters = {"intra-op": (threading.get_intra_op_parallelism_threads, threading.set_intra_op_parallelism_threads),
+               "inter-op": (threading.get_inter_op_parallelism_threads, threading.set_inter_op_parallelism_threads)}
+    for kind, count in wanted.items():
+        get, set_ = setters[kind]
+        if count is not None and get() != count:
             try:
-                tf.config.threading.set_intra_op_parallelism_threads(threads)
-                tf.config.threading.set_inter_op_parallelism_threads(threads)
+                set_(count)
             except RuntimeError:
-                log.info("TensorFlow already started with %s threads; keeping them", current or "its default")
+                log.info("TensorFlow already started with %s %s threads; keeping them", get() or "its default", kind)
     if deterministic:
         tf.config.experimental.enable_op_determinism()
 

@@ -40,7 +40,6 @@ def worker(deterministic: bool, threads: int, side_by_side: bool, size: int, ste
         import_tensorflow().config.threading.set_inter_op_parallelism_threads(threads)
     import keras
     import numpy as np
-    import tensorflow as tf
 
     from repro.models.classifiers import build_classifier, classifier_loss
     from repro.models.training import own_initializer_seeds

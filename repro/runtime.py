@@ -71,11 +71,11 @@ def configure(*, deterministic: bool, threads: int | None) -> None:
     third of the calls, from run to run and within one process (docs/determinism.md)."""
     tf = import_tensorflow()
     threading = tf.config.threading
-    wanted = {"intra-op": threads, "inter-op": 1 if deterministic else threads}
-    setters = {"intra-op": (threading.get_intra_op_parallelism_threads, threading.set_intra_op_parallelism_threads),
-               "inter-op": (threading.get_inter_op_parallelism_threads, threading.set_inter_op_parallelism_threads)}
-    for kind, count in wanted.items():
-        get, set_ = setters[kind]
+    for kind, count, get, set_ in (
+            ("intra-op", threads, threading.get_intra_op_parallelism_threads,
+             threading.set_intra_op_parallelism_threads),
+            ("inter-op", 1 if deterministic else threads, threading.get_inter_op_parallelism_threads,
+             threading.set_inter_op_parallelism_threads)):
         if count is not None and get() != count:
             try:
                 set_(count)

@@ -86,7 +86,7 @@ class DaskExecutor:
                                               key=f"maps-{task.dataset}-{task.model}-{task.state}-{task.method}-{index}"))
         self._gather(futures, [len(t.image_ids) for t in tasks], "maps", "map", progress)
 
-    def map(self, function: Callable, jobs: list[tuple]) -> list:
+    def map(self, function: Callable, jobs: list[tuple], *, progress: str | None = None) -> list:
         scattered = {}
 
         def ship(argument):
@@ -95,7 +95,7 @@ class DaskExecutor:
             return scattered.get(id(argument), argument)
 
         futures = [self.client.submit(function, *map(ship, job), pure=False) for job in jobs]
-        return self.client.gather(futures)
+        return self._gather(futures, [1] * len(futures), progress, "job", progress is not None)
 
     def close(self) -> None:
         self.client.close()

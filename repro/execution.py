@@ -3,22 +3,25 @@
 Both executors offer the same three calls, so the pipeline does not care which it has:
   train(context, jobs)   every model's training (jobs: (data set, models of one architecture))
   maps(context, tasks)   every chunk of saliency maps (repro.evaluation.plan.MapTask)
-  map(function, jobs)    any other independent work (the stability resamples)
+  map(function, jobs)    any other independent work (the stability resamples), with a progress bar
 `executor_for(None)` runs in-process; `executor_for("local:2")` or a scheduler address gives a
 repro.distributed.DaskExecutor.
 """
 from __future__ import annotations
 
+import contextlib
 import multiprocessing
 import sys
 from concurrent.futures import ProcessPoolExecutor
 from typing import Callable
 
+from tqdm.auto import tqdm
+
 
 class InProcess:
     """Training and maps in this process (training in fresh child processes with
     runtime.training.isolated); `map` spreads its jobs over `workers` child processes, since the
-    stability resamples are pure Python and numpy (statsmodels) that one process runs on one core."""
+    stability resamples are pure Python and numpy that one process runs on one core."""
     description = "in-process"
 
     def __init__(self, workers: int = 1):
@@ -56,11 +59,18 @@ class InProcess:
         self.map(segment_chunk, [(context, name, tuple(ids[share::self.workers]))
                                  for name, ids in xrai_images(todo).items() for share in range(self.workers)])
 
-    def map(self, function: Callable, jobs: list[tuple]) -> list:
-        if self.workers < 2 or len(jobs) < 2:
-            return [function(*job) for job in jobs]
-        with ProcessPoolExecutor(min(self.workers, len(jobs)), mp_context=multiprocessing.get_context("spawn")) as pool:
-            return list(pool.map(function, *zip(*jobs)))   # in the jobs' order
+    def map(self, function: Callable, jobs: list[tuple], *, progress: str | None = None) -> list:
+        """function(*job) for every job, in the jobs' order; a progress bar named `progress`."""
+        parallel = self.workers >= 2 and len(jobs) >= 2
+        pool = (ProcessPoolExecutor(min(self.workers, len(jobs)), mp_context=multiprocessing.get_context("spawn"))
+                if parallel else contextlib.nullcontext())
+        results = []
+        with pool, tqdm(total=len(jobs), desc=progress, unit="job", disable=None if progress else True) as bar:
+            done = pool.map(function, *zip(*jobs)) if parallel else (function(*job) for job in jobs)
+            for result in done:
+                results.append(result)
+                bar.update()
+        return results
 
     def close(self) -> None:
         pass

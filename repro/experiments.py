@@ -297,6 +297,9 @@ class Evaluation(_Section):
     ssim_data_range: float = Field(2.0, gt=0.0)
     unet_ssim: Literal["uint8", "float"] = "uint8"
     randomization_cells: Literal["replicates", "per_image"] = "replicates"
+    constant_comparison: Literal["studentized_range", "single_step", "constant_group"] = Field(
+        "studentized_range", description="how a method is compared with the constant SSIM 0.5 "
+        "(repro.statistics.mixed; docs/protocol.md, Statistics)")
     cascade: Cascade = Cascade()
     replicates: Optional[list[str]] = Field(None, description="default: the InceptionV3 models, in file order")
     repeatability: Optional[list[str]] = Field(None, min_length=2, max_length=2)

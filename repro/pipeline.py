@@ -29,7 +29,7 @@ from repro.protocol import CONTROLS, INCEPTION_STATES
 from repro.provenance import StageClock, provenance_record
 from repro.report.summary import RunReport, check_controls, report_markdown
 from repro.runtime import give_back_memory
-from repro.statistics.cells import ModelChoice, pair_label, result_cells
+from repro.statistics.cells import ModelChoice, PostHoc, pair_label, result_cells
 from repro.statistics.stability import verdict_stability
 
 log = logging.getLogger(__name__)
@@ -229,17 +229,15 @@ def stage_statistics(experiment: Experiment, scores: pd.DataFrame, executor=None
     """Every cell of Tables 2-4 with its verdict's stability: results/cells.csv."""
     settings = experiment.settings
     methods, form = settings.saliency.methods, settings.evaluation.randomization_cells
-    stability = settings.evaluation.stability
+    stability, rule = settings.evaluation.stability, settings.evaluation.constant_comparison
     frames = []
     for name, spec in experiment.datasets.items():
-        mine = scores[scores["dataset"] == name]
-        controls = tuple(c for c in CONTROLS if c in set(mine["group"]))
+        mine, cells = dataset_cells(experiment, scores, name, PostHoc(rule))
         choice = main_choice(experiment, name)
-        cells = result_cells(mine, spec, choice, methods=methods, controls=controls, form=form)
         if stability.resamples or len(choice.replicates) > 1:
             firmness = verdict_stability(mine, cells, spec, choice, methods=methods, form=form,
                                          resamples=stability.resamples, seed=stability.seed,
-                                         fragile_above=stability.fragile_above,
+                                         fragile_above=stability.fragile_above, constant_rule=rule,
                                          run_in_parallel=(executor or InProcess()).map)
             cells = cells.merge(firmness, on=["table", "dataset", "method", "column"], how="left")
         frames.append(cells)
@@ -249,6 +247,28 @@ def stage_statistics(experiment: Experiment, scores: pd.DataFrame, executor=None
     cells["fragile"] = cells["fragile"].astype("boolean").fillna(False).astype(bool)
     write_text(experiment.layout.result("cells.csv"), cells.to_csv(index=False))
     return cells
+
+
+def dataset_cells(experiment: Experiment, scores: pd.DataFrame, name: str, post_hoc: PostHoc
+                  ) -> tuple[pd.DataFrame, pd.DataFrame]:
+    """One data set's scores and its cells of Tables 2-4 (no stability), with the paper's models."""
+    settings = experiment.settings
+    mine = scores[scores["dataset"] == name]
+    controls = tuple(c for c in CONTROLS if c in set(mine["group"]))
+    return mine, result_cells(mine, experiment.datasets[name], main_choice(experiment, name),
+                              methods=settings.saliency.methods, controls=controls,
+                              form=settings.evaluation.randomization_cells, post_hoc=post_hoc)
+
+
+def export_statistics(experiment: Experiment, directory: Path) -> Path:
+    """The run's families, comparisons and an R script that refits them (repro.statistics.export)."""
+    from repro.statistics.export import export_for_r
+    rule = experiment.settings.evaluation.constant_comparison
+    post_hoc = PostHoc(rule, families=[])
+    scores = read_scores(experiment)
+    for name in experiment.datasets:
+        dataset_cells(experiment, scores, name, post_hoc)
+    return export_for_r(post_hoc.families, rule, directory)
 
 
 def stage_tables(experiment: Experiment, cells: pd.DataFrame, tables=(2, 3, 4)) -> list[Path]:

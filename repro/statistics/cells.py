@@ -20,10 +20,15 @@ Randomization cells come in two forms (evaluation.randomization_cells):
   and sd (ddof 1) across images.
 The P value is the same in both: the mixed model fitted to every finite per-image score of the
 fully randomized replicates against the baseline scores the form uses.
+
+Each P-value cell also says which model was fitted (`fit`: mixed, singular, or least squares where
+no image was scored twice) and the fit's image intra-class correlation (`icc`). Every family a
+table fits can be recorded (`PostHoc.families`), so that `repro statistics --export-r` can hand the
+same data to R.
 """
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 import numpy as np
 import pandas as pd
@@ -33,7 +38,8 @@ from repro.protocol import (AVG, FAIL, LOW, LOW_SSIM, NOT_MEASURED, RANDOMIZATIO
 from repro.statistics.mixed import format_p, mixed_model_contrasts
 
 CELL_DECIMALS = 4
-CELL_COLUMNS = ["table", "dataset", "method", "column", "mean", "sd", "n", "p", "verdict", "form", "comparison"]
+CELL_COLUMNS = ["table", "dataset", "method", "column", "mean", "sd", "n", "p", "verdict", "form", "comparison",
+                "fit", "icc"]
 FORMS = ("replicates", "per_image")
 SHORT = {REPEATABILITY: "Repeat", REPRODUCIBILITY: "Reprod"}
 VALUE_COLUMN = {REPEATABILITY: "Repeatability", REPRODUCIBILITY: "Reproducibility"}
@@ -54,25 +60,42 @@ def pair_label(a: str, b: str) -> str:
     return f"{a}~{b}"
 
 
+@dataclass
+class PostHoc:
+    """How the cells' comparisons are tested: `constant_rule` says how a group is compared with a
+    constant (repro.statistics.mixed.CONSTANT_RULES). When `families` is a list, every family fitted
+    is appended to it as (name, scores, pairs, contrasts): what an export to R needs."""
+    constant_rule: str = "studentized_range"
+    families: list | None = field(default=None)
+
+    def contrasts(self, name: str, data: pd.DataFrame, pairs, *, higher_is_pass: bool = True):
+        data = data[["image", "group", "score"]]
+        found = mixed_model_contrasts(data, pairs, higher_is_pass=higher_is_pass, constant_rule=self.constant_rule)
+        if self.families is not None:
+            self.families.append((name, data, list(pairs), found))
+        return found
+
+
 def result_cells(scores: pd.DataFrame, dataset: DatasetSpec, choice: ModelChoice, *, methods,
-                 controls=(), form: str = "replicates") -> pd.DataFrame:
+                 controls=(), form: str = "replicates", post_hoc: PostHoc | None = None) -> pd.DataFrame:
     """Every cell of Tables 2-4 for one data set (methods first, then the harness controls)."""
     if form not in FORMS:
         raise ValueError(f"form must be one of {FORMS}, got {form!r}")
+    post_hoc = post_hoc or PostHoc()
     scores = scores[scores["dataset"] == dataset.name]
     high = dataset.high_baseline if choice.localizer else None
     cells = []
     for table, metric in ((2, "roc_auc"), (3, "auprc")):
-        cells += _utility_cells(scores, dataset.name, table, metric, high, choice, methods, controls)
-    cells += _randomization_cells(scores, dataset.name, choice, [*methods, *controls], form)
+        cells += _utility_cells(scores, dataset.name, table, metric, high, choice, methods, controls, post_hoc)
+    cells += _randomization_cells(scores, dataset.name, choice, [*methods, *controls], form, post_hoc)
     for test in (REPEATABILITY, REPRODUCIBILITY):
-        cells += _similarity_cells(scores, dataset.name, test, high, choice, methods, controls)
+        cells += _similarity_cells(scores, dataset.name, test, high, choice, methods, controls, post_hoc)
     return pd.DataFrame(cells, columns=CELL_COLUMNS)
 
 
 # --- the three kinds of cell ------------------------------------------------------------------------
 
-def _utility_cells(scores, dataset, table, metric, high, choice, methods, controls):
+def _utility_cells(scores, dataset, table, metric, high, choice, methods, controls, post_hoc):
     column = "AUC" if metric == "roc_auc" else "AUPRC"
     rows = scores[(scores["test"] == UTILITY) & (scores["metric"] == metric) & (scores["state"] == "trained")]
     mine = rows[(rows["model"] == choice.utility) | (rows["group"] == AVG)
@@ -83,7 +106,8 @@ def _utility_cells(scores, dataset, table, metric, high, choice, methods, contro
     references = [AVG] + ([high] if high else [])
     for family in [list(methods)] + [[control] for control in controls]:  # controls: families of their own
         data = mine[mine["group"].isin([*family, *references])]
-        contrasts = iter(mixed_model_contrasts(_for_model(data), [(m, r) for m in family for r in references]))
+        contrasts = iter(post_hoc.contrasts(f"{dataset} table {table} {column} {'+'.join(family)}", data,
+                                            [(m, r) for m in family for r in references]))
         for method in family:
             cells.append(_value_cell(table, dataset, method, column, mine))
             cells.append(_p_cell(table, dataset, method, "P_AVG", next(contrasts), f"{method} vs {AVG}"))
@@ -94,7 +118,7 @@ def _utility_cells(scores, dataset, table, metric, high, choice, methods, contro
     return cells
 
 
-def _randomization_cells(scores, dataset, choice, methods, form):
+def _randomization_cells(scores, dataset, choice, methods, form, post_hoc):
     rows = scores[(scores["test"] == RANDOMIZATION) & scores["model"].isin(choice.replicates)]
     fully = _fully_randomized_state(rows)
     cells = []
@@ -114,14 +138,14 @@ def _randomization_cells(scores, dataset, choice, methods, form):
             test_data = pd.concat([randomized.assign(group="randomized"), baseline.assign(group="baseline")])
         baseline_cell[CELL_COLUMNS.index("form")] = randomized_cell[CELL_COLUMNS.index("form")] = form
         cells += [baseline_cell, randomized_cell]
-        (contrast,) = mixed_model_contrasts(_for_model(test_data), [("randomized", "baseline")],
-                                            higher_is_pass=False)
+        (contrast,) = post_hoc.contrasts(f"{dataset} table 3 randomization {method}", test_data,
+                                         [("randomized", "baseline")], higher_is_pass=False)
         cells.append(_p_cell(3, dataset, method, "P_Randomization", contrast,
                              f"{method} fully randomized ({fully}) vs its random-pair baseline", form=form))
     return cells
 
 
-def _similarity_cells(scores, dataset, test, high, choice, methods, controls):
+def _similarity_cells(scores, dataset, test, high, choice, methods, controls, post_hoc):
     short, column = SHORT[test], VALUE_COLUMN[test]
     pair = getattr(choice, test)
     rows = scores[(scores["test"] == test) & (scores["metric"] == "ssim")]
@@ -129,7 +153,7 @@ def _similarity_cells(scores, dataset, test, high, choice, methods, controls):
     cells = []
     if high:
         cells.append(_value_cell(4, dataset, high, column, mine))
-    cells.append([4, dataset, LOW, column, LOW_SSIM, np.nan, 0, "", "", "constant", "the paper's low baseline"])
+    cells.append([4, dataset, LOW, column, LOW_SSIM, np.nan, 0, "", "", "constant", "the paper's low baseline", "", np.nan])
     for family in [list(methods)] + [[control] for control in controls]:
         if pair is None:
             for method in family:
@@ -139,7 +163,8 @@ def _similarity_cells(scores, dataset, test, high, choice, methods, controls):
             continue
         references = ([high] if high else []) + [LOW_SSIM]
         data = mine[mine["group"].isin([*family, *([high] if high else [])])]
-        contrasts = iter(mixed_model_contrasts(_for_model(data), [(m, r) for m in family for r in references]))
+        contrasts = iter(post_hoc.contrasts(f"{dataset} table 4 {test} {'+'.join(family)}", data,
+                                            [(m, r) for m in family for r in references]))
         for method in family:
             cells.append(_value_cell(4, dataset, method, column, mine))
             if high:
@@ -168,11 +193,11 @@ def _finite(rows: pd.DataFrame) -> pd.DataFrame:
 def _value_cell(table, dataset, group, column, rows):
     values = _finite(rows[rows["group"] == group])["score"].astype(float)
     if values.empty:
-        return [table, dataset, group, column, np.nan, np.nan, 0, "", "", "per_image", "no finite score"]
+        return [table, dataset, group, column, np.nan, np.nan, 0, "", "", "per_image", "no finite score", "", np.nan]
     # Four decimals (the paper prints two), so that tables compare cleanly across runs.
     sd = float(values.std(ddof=1)) if len(values) > 1 else np.nan
     return [table, dataset, group, column, round(float(values.mean()), CELL_DECIMALS),
-            round(sd, CELL_DECIMALS), int(len(values)), "", "", "per_image", ""]
+            round(sd, CELL_DECIMALS), int(len(values)), "", "", "per_image", "", "", np.nan]
 
 
 def _replicate_cell(table, dataset, group, column, rows):
@@ -180,10 +205,10 @@ def _replicate_cell(table, dataset, group, column, rows):
     rows = _finite(rows[rows["group"] == group])
     means = rows.groupby("model", sort=False)["score"].mean().astype(float)
     if means.empty:
-        return [table, dataset, group, column, np.nan, np.nan, 0, "", "", "replicates", "no finite score"]
+        return [table, dataset, group, column, np.nan, np.nan, 0, "", "", "replicates", "no finite score", "", np.nan]
     return [table, dataset, group, column, round(float(means.mean()), CELL_DECIMALS),
             round(float(means.std(ddof=0)), CELL_DECIMALS), int(len(rows)), "", "", "replicates",
-            f"{len(means)} replicates"]
+            f"{len(means)} replicates", "", np.nan]
 
 
 def _image_means(rows: pd.DataFrame) -> pd.DataFrame:
@@ -194,16 +219,13 @@ def _image_means(rows: pd.DataFrame) -> pd.DataFrame:
 
 
 def _p_cell(table, dataset, method, column, contrast, comparison, form="per_image"):
+    icc = round(float(contrast.icc), CELL_DECIMALS) if np.isfinite(contrast.icc) else np.nan
     return [table, dataset, method, column, np.nan, np.nan, contrast.n, format_p(contrast.p_value),
-            contrast.verdict, form, comparison]
+            contrast.verdict, form, comparison, contrast.fit, icc]
 
 
 def _not_measured(table, dataset, method, column, why):
-    return [table, dataset, method, column, np.nan, np.nan, 0, "", NOT_MEASURED, "", why]
-
-
-def _for_model(scores: pd.DataFrame) -> pd.DataFrame:
-    return scores[["image", "group", "score"]]
+    return [table, dataset, method, column, np.nan, np.nan, 0, "", NOT_MEASURED, "", why, "", np.nan]
 
 
 def verdict_cells(cells: pd.DataFrame) -> pd.DataFrame:
@@ -212,4 +234,4 @@ def verdict_cells(cells: pd.DataFrame) -> pd.DataFrame:
                  & (cells["verdict"] != "")]
 
 
-__all__ = ["CELL_COLUMNS", "FAIL", "ModelChoice", "pair_label", "result_cells", "verdict_cells"]
+__all__ = ["CELL_COLUMNS", "FAIL", "ModelChoice", "PostHoc", "pair_label", "result_cells", "verdict_cells"]

@@ -30,7 +30,7 @@ import numpy as np
 import pandas as pd
 
 from repro.protocol import DatasetSpec
-from repro.statistics.cells import ModelChoice, pair_label, result_cells, verdict_cells
+from repro.statistics.cells import ModelChoice, PostHoc, pair_label, result_cells, verdict_cells
 
 KEY = ["table", "dataset", "method", "column"]
 STABILITY_COLUMNS = ["bootstrap_agreement", "bootstrap_resamples", "replicate_agreement", "replicates", "fragile"]
@@ -49,12 +49,13 @@ def resample_images(scores: pd.DataFrame, rng: np.random.Generator) -> pd.DataFr
 
 
 def bootstrap_verdicts(scores: pd.DataFrame, dataset: DatasetSpec, choice: ModelChoice, *, methods,
-                       form: str, seeds: list[int]) -> list[pd.Series]:
+                       form: str, seeds: list[int], constant_rule: str = "studentized_range") -> list[pd.Series]:
     """The verdict of every cell on each resample drawn from `seeds` (one resample per seed)."""
     results = []
     for seed in seeds:
         resample = resample_images(scores, np.random.default_rng(seed))
-        cells = verdict_cells(result_cells(resample, dataset, choice, methods=methods, form=form))
+        cells = verdict_cells(result_cells(resample, dataset, choice, methods=methods, form=form,
+                                           post_hoc=PostHoc(constant_rule)))
         results.append(cells.set_index(KEY)["verdict"])
     return results
 
@@ -78,20 +79,22 @@ def replicate_choices(main: ModelChoice) -> list[ModelChoice]:
 
 def verdict_stability(scores: pd.DataFrame, cells: pd.DataFrame, dataset: DatasetSpec, main: ModelChoice, *,
                       methods, form: str, resamples: int, seed: int, fragile_above: float,
-                      run_in_parallel: Callable | None = None) -> pd.DataFrame:
+                      constant_rule: str = "studentized_range", run_in_parallel: Callable | None = None) -> pd.DataFrame:
     """One row per verdict cell of `cells` (the run's): agreement over resamples and replicates.
 
-    run_in_parallel(function, list_of_argument_tuples) -> list of results; default: in turn."""
+    run_in_parallel(function, list_of_argument_tuples, progress=bar name) -> list of results (an
+    executor's `map`); default: in turn, quietly."""
     mine = scores[(scores["dataset"] == dataset.name) & ~scores["group"].isin(("EDGE", "ORACLE"))]
     verdicts = verdict_cells(cells[cells["dataset"] == dataset.name]).set_index(KEY)["verdict"]
     verdicts = verdicts[verdicts.index.get_level_values("method").isin(list(methods)
                                                                         + [dataset.high_baseline])]
-    run = run_in_parallel or (lambda function, jobs: [function(*job) for job in jobs])
+    run = run_in_parallel or (lambda function, jobs, progress=None: [function(*job) for job in jobs])
     seeds = [int(s) for s in np.random.SeedSequence([seed, _crc(dataset.name)]).generate_state(resamples)]
     batches = [seeds[i:i + 10] for i in range(0, len(seeds), 10)]
-    boot = [v for part in run(_bootstrap_batch, [(mine, dataset, main, tuple(methods), form, b) for b in batches])
-            for v in part]
-    variants = [verdict_cells(result_cells(mine, dataset, choice, methods=methods, form=form)).set_index(KEY)["verdict"]
+    jobs = [(mine, dataset, main, tuple(methods), form, batch, constant_rule) for batch in batches]
+    boot = [v for part in run(_bootstrap_batch, jobs, progress=f"stability {dataset.name}") for v in part]
+    variants = [verdict_cells(result_cells(mine, dataset, choice, methods=methods, form=form,
+                                           post_hoc=PostHoc(constant_rule))).set_index(KEY)["verdict"]
                 for choice in replicate_choices(main)]
     rows = []
     for key, verdict in verdicts.items():
@@ -104,8 +107,9 @@ def verdict_stability(scores: pd.DataFrame, cells: pd.DataFrame, dataset: Datase
     return pd.DataFrame(rows, columns=KEY + STABILITY_COLUMNS)
 
 
-def _bootstrap_batch(scores, dataset, choice, methods, form, seeds):
-    return bootstrap_verdicts(scores, dataset, choice, methods=methods, form=form, seeds=seeds)
+def _bootstrap_batch(scores, dataset, choice, methods, form, seeds, constant_rule):
+    return bootstrap_verdicts(scores, dataset, choice, methods=methods, form=form, seeds=seeds,
+                              constant_rule=constant_rule)
 
 
 def _crc(text: str) -> int:

@@ -59,6 +59,8 @@ def build_parser() -> argparse.ArgumentParser:
     make.add_argument("--confounder-rate", type=float, default=0.0,
                       help="probability that a positive image carries a chest tube / marker")
     make.add_argument("--datasets", default=",".join(DATASETS), help="comma-separated: siim, rsna")
+    make.add_argument("--format", choices=["plain", "release"], default="plain",
+                      help="plain DICOMs, or the Kaggle releases' files: JPEG baseline, their tags (use --size 1024)")
     make.set_defaults(handler=_make_phantoms)
     for name, handler, text in (("summary", _summary, "counts, prevalence, split sizes, mask areas"),
                                 ("preview", _preview, "a grid of images with findings outlined")):
@@ -138,7 +140,8 @@ def _make_phantoms(args) -> None:
     datasets = tuple(_names(args.datasets))
     if not datasets or set(datasets) - set(DATASETS):
         raise ValueError(f"--datasets must list {' and/or '.join(DATASETS)}, got {args.datasets!r}")
-    config = PhantomConfig(size=args.size, conspicuity=args.conspicuity, confounder_rate=args.confounder_rate)
+    config = PhantomConfig(size=args.size, conspicuity=args.conspicuity, confounder_rate=args.confounder_rate,
+                           format=args.format)
     started = time.perf_counter()
     roots = make_phantoms(args.out, args.n, args.seed, datasets=datasets, config=config)
     for name, root in roots.items():

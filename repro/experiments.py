@@ -61,6 +61,8 @@ class Phantoms(_Section):
     rsna_not_normal_fraction: float = Field(0.15, ge=0.0, le=1.0)
     confounder_rate: float = Field(0.0, ge=0.0, le=1.0)
     confounder_negative_rate: float = Field(0.0, ge=0.0, le=1.0)
+    format: Literal["plain", "release"] = Field(
+        "plain", description="plain DICOMs, or 'release': the Kaggle releases' files (JPEG baseline, their tags)")
 
 
 class SplitFractions(_Section):

@@ -52,9 +52,14 @@ class MapPlan:
 # --- stages ---------------------------------------------------------------------------------------
 
 def stage_data(experiment: Experiment, *, progress: bool = True) -> dict[str, Dataset]:
-    """The data sets at model resolution, a summary of each and a preview grid."""
+    """The data checked (repro.data.check: one error naming every problem, before any work), then
+    the data sets at model resolution, a summary of each and a preview grid."""
+    from repro.data.check import check_data
     from repro.data.preview import preview_grid
     from repro.data.summary import format_summary, summarize
+    _, line = check_data(experiment, progress=progress)
+    if progress:
+        print(line)
     datasets = prepare_data(experiment, progress=progress)
     summaries = {name: summarize(dataset) for name, dataset in datasets.items()}
     write_json(experiment.layout.data_summary, summaries)

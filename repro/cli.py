@@ -85,6 +85,14 @@ def build_parser() -> argparse.ArgumentParser:
     check.add_argument("--sample", type=_positive_int, default=16, help="DICOMs decoded per data set (default 16)")
     check.set_defaults(handler=_data_check)
 
+    weights = commands.add_parser("weights", help="pretrained weights for a machine without internet")
+    weights_commands = weights.add_subparsers(dest="weights_command", required=True, parser_class=_Parser)
+    fetch = weights_commands.add_parser("fetch", help="download the experiment's pretrained weights into a folder "
+                                                      "(then: --set runtime.weights_dir=DIR where it runs)")
+    _experiment_arguments(fetch)
+    fetch.add_argument("--to", required=True, type=Path, help="folder to fill (copy it to the machine that runs)")
+    fetch.set_defaults(handler=_weights_fetch)
+
     def experiment_command(name, help, handler, *, cluster=False):
         command = commands.add_parser(name, help=help)
         command.add_argument("--experiment", default="demo", help="name in experiments/ or a YAML path (default demo)")
@@ -196,6 +204,17 @@ def _config(args) -> None:
     from repro.data.check import check_roots
     print(f"{experiment.name}: the settings are valid (schema, models and their roles, saliency parameters); "
           f"{check_roots(experiment)}")
+
+
+def _weights_fetch(args) -> None:
+    from repro.models.weights import fetch, pretrained
+    experiment = _experiment(args)
+    if not any(pretrained(experiment).values()):
+        print(f"{experiment.name}: no pretrained weights to fetch (every model starts from random weights)")
+        return
+    for path in fetch(experiment, args.to):
+        print(f"wrote {path}")
+    print(f"on the machine that runs it: {experiment.command('all')} --set runtime.weights_dir={args.to.resolve()}")
 
 
 def _data_check(args) -> int:

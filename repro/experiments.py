@@ -329,6 +329,8 @@ class Runtime(_Section):
     threads: Optional[int] = Field(None, ge=1, description="TensorFlow threads per process (null: its default)")
     cluster: Optional[str] = Field(None, description="'local:N' or a Dask scheduler address; null: in-process")
     training: TrainingRuntime = TrainingRuntime()
+    weights_dir: Optional[str] = Field(None, description="pretrained weights from this folder (repro weights fetch), "
+                                                         "never downloaded; null: downloaded on first use")
 
 
 class ExperimentSettings(_Section):

@@ -88,10 +88,11 @@ def train_context(experiment: Experiment):
     from repro.models.records import TrainContext
     archs = {spec.arch for spec in experiment.models.values() if spec.file is None}
     runtime = experiment.settings.runtime
+    weights_dir = None if runtime.weights_dir is None else str(experiment.resolve(runtime.weights_dir))
     return TrainContext(experiment.layout, data_sources(experiment), experiment.models,
                         {arch: experiment.train_settings(arch) for arch in archs},
                         runtime.deterministic, runtime.threads, runtime.training.isolated,
-                        tuple(runtime.training.process_per_dataset))
+                        tuple(runtime.training.process_per_dataset), weights_dir)
 
 
 def check_model_files(experiment: Experiment) -> None:
@@ -105,6 +106,10 @@ def check_model_files(experiment: Experiment) -> None:
 
 
 def stage_train(experiment: Experiment, executor, *, only: str | None = None, progress: bool = True) -> list[dict]:
+    from repro.models.weights import missing
+    absent = missing(experiment)     # a weights folder without the weights: say so before any training
+    if absent:
+        raise FileNotFoundError("; ".join(absent))
     check_model_files(experiment)
     jobs = train_jobs(experiment, only=only)
     if not jobs:

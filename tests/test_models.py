@@ -82,6 +82,7 @@ def test_failed_imagenet_download_says_what_to_do(monkeypatch):
     message = str(error.value)
     assert "inception_v3_weights_tf_dim_ordering_tf_kernels_notop.h5" in message
     assert "~/.keras/models/" in message and "weights: null" in message
+    assert "repro weights fetch --experiment NAME --to DIR" in message and "runtime.weights_dir=DIR" in message
     assert isinstance(error.value, OSError)   # the CLI prints OSErrors as one line
 
 

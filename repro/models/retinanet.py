@@ -21,7 +21,7 @@ import numpy as np
 from scipy import ndimage
 
 from repro.models.classifiers import IMAGENET_MEAN, IMAGENET_STD
-from repro.models.errors import WeightsUnavailableError
+from repro.models.weights import backbone_preset, download_failed
 
 BOX_FORMAT = "yxyx"
 PADDING = -1   # label (and box coordinates) of the padding rows of a fixed-size box list
@@ -114,11 +114,9 @@ def score_maps(model: keras.Model, images: np.ndarray, *, batch_size: int = 32) 
 def _resnet(backbone: str | dict, image_shape: tuple) -> keras.Model:
     if isinstance(backbone, dict):
         return keras_hub.models.ResNetBackbone(**backbone, image_shape=image_shape)
+    source = backbone_preset(backbone)
     try:
-        return keras_hub.models.ResNetBackbone.from_preset(backbone, image_shape=image_shape)
+        return keras_hub.models.ResNetBackbone.from_preset(source, image_shape=image_shape)
     except Exception as err:  # keras_hub / kagglehub raise various errors when offline
-        raise WeightsUnavailableError(
-            f"could not get the keras_hub preset {backbone!r} ({err}). keras_hub downloads presets from "
-            "Kaggle into ~/.cache/kagglehub/ (internet needed once); or set models.retinanet.backbone to a "
-            "mapping of keras_hub.models.ResNetBackbone arguments to start from a random "
-            "initialisation (see experiments/demo.yaml).") from err
+        raise download_failed(f"the keras_hub preset {backbone!r} (into ~/.cache/kagglehub/)",
+                              "a mapping of ResNetBackbone arguments as models.retinanet.backbone", err) from err

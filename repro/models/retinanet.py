@@ -92,11 +92,13 @@ def detections_to_score_map(boxes: np.ndarray, scores: np.ndarray, size: int) ->
     """(size, size) float32: each pixel the highest score of the boxes covering it, 0 elsewhere.
 
     A box (top, left, bottom, right) covers pixel (i, j) when the pixel centre (i + .5, j + .5)
-    satisfies top <= i + .5 < bottom and left <= j + .5 < right. Boxes scoring <= 0 are ignored.
+    satisfies top <= i + .5 < bottom and left <= j + .5 < right. Boxes scoring <= 0 are ignored, and
+    so are boxes that are not finite (an untrained detector's decoded offsets can overflow: the
+    rehearsal's one-epoch RetinaNet gave NaN corners).
     """
     score_map = np.zeros((size, size), dtype=np.float32)
     for (top, left, bottom, right), score in zip(np.asarray(boxes, dtype=np.float64), scores):
-        if score <= 0:
+        if not score > 0 or not np.isfinite([top, left, bottom, right]).all():
             continue
         rows = slice(*np.clip(np.ceil(np.array([top, bottom]) - 0.5).astype(int), 0, size))
         cols = slice(*np.clip(np.ceil(np.array([left, right]) - 0.5).astype(int), 0, size))

@@ -209,7 +209,8 @@ def tf32_effect(images, params, args) -> dict:
     for method in maps[True]:
         on, off = maps[True][method], maps[False][method]
         span = float(np.nanmax(off) - np.nanmin(off)) or 1.0
-        effect[method] = {"max_abs_diff_over_range": float(np.nanmax(np.abs(on - off)) / span),
+        largest = float(np.nanmax(np.abs(on - off))) / span if np.isfinite(on).any() else None   # None: constant maps
+        effect[method] = {"max_abs_diff_over_range": largest,
                           "identical": bool(np.array_equal(on, off, equal_nan=True))}
     return effect
 
@@ -244,7 +245,8 @@ def markdown(result: dict) -> str:
         lines += [f"- {label}: maps {r['maps']}, training {r['training']}" for label, r in result["repeatable"].items()]
     if "tf32" in result:
         lines += ["", "TF32 on vs off, largest difference / map range: " +
-                  ", ".join(f"{m} {r['max_abs_diff_over_range']:.2e}" for m, r in result["tf32"].items())]
+                  ", ".join(f"{m} {r['max_abs_diff_over_range']:.2e}" if r["max_abs_diff_over_range"] is not None
+                            else f"{m} (constant maps)" for m, r in result["tf32"].items())]
     if "batch_sizes" in result:
         lines += ["", "Raw InceptionV3 gradients/s per batch size: " +
                   ", ".join(f"{b}: {r}" for b, r in result["batch_sizes"].items()) +

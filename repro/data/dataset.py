@@ -37,8 +37,8 @@ log = logging.getLogger(__name__)
 TRUTH_CSV = "phantom-truth.csv"   # written by the phantom generator beside the Kaggle files
 CACHE_VERSION = 2                  # bump when the cached arrays' meaning changes
 GREY_LEVELS = 65535                # uint16 full scale; 65535 / 257 = 255
-# Decoding a 1024 px release DICOM into the 320 px cache takes about 0.05-0.1 s of one core
-# (benchmarks/bench_data.py): the paper's 25,538 would take over half an hour on one, so from this
+# Decoding a 1024 px release DICOM into the 320 px cache takes 0.04-0.06 s of one core
+# (benchmarks/bench_data.py): the paper's 25,538 would take about 20 minutes on one, so from this
 # many images on, chunks of them are decoded on every core (spawned processes: a second or two to
 # start, and the same arrays, in the same order, as one process).
 PARALLEL_FROM = 2000

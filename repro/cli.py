@@ -59,6 +59,8 @@ def build_parser() -> argparse.ArgumentParser:
     make.add_argument("--confounder-rate", type=float, default=0.0,
                       help="probability that a positive image carries a chest tube / marker")
     make.add_argument("--datasets", default=",".join(DATASETS), help="comma-separated: siim, rsna")
+    make.add_argument("--format", choices=["plain", "release"], default="plain",
+                      help="plain DICOMs, or the Kaggle releases' files: JPEG baseline, their tags (use --size 1024)")
     make.set_defaults(handler=_make_phantoms)
     for name, handler, text in (("summary", _summary, "counts, prevalence, split sizes, mask areas"),
                                 ("preview", _preview, "a grid of images with findings outlined")):
@@ -77,6 +79,20 @@ def build_parser() -> argparse.ArgumentParser:
             command.add_argument("--n", type=_positive_int, default=16)
             command.add_argument("--seed", type=int, default=0)
 
+    check = data_commands.add_parser("check", help="is each data root complete and in the releases' format? "
+                                                   "(repro all runs the same checks first)")
+    _experiment_arguments(check)
+    check.add_argument("--sample", type=_positive_int, default=16, help="DICOMs decoded per data set (default 16)")
+    check.set_defaults(handler=_data_check)
+
+    weights = commands.add_parser("weights", help="pretrained weights for a machine without internet")
+    weights_commands = weights.add_subparsers(dest="weights_command", required=True, parser_class=_Parser)
+    fetch = weights_commands.add_parser("fetch", help="download the experiment's pretrained weights into a folder "
+                                                      "(then: --set runtime.weights_dir=DIR where it runs)")
+    _experiment_arguments(fetch)
+    fetch.add_argument("--to", required=True, type=Path, help="folder to fill (copy it to the machine that runs)")
+    fetch.set_defaults(handler=_weights_fetch)
+
     def experiment_command(name, help, handler, *, cluster=False):
         command = commands.add_parser(name, help=help)
         command.add_argument("--experiment", default="demo", help="name in experiments/ or a YAML path (default demo)")
@@ -91,7 +107,8 @@ def build_parser() -> argparse.ArgumentParser:
         return command
 
     config = experiment_command("config", "print the resolved experiment (every default filled in)", _config)
-    config.add_argument("--check", action="store_true", help="only validate; print nothing when it is valid")
+    config.add_argument("--check", action="store_true",
+                        help="only validate the settings and that the data roots hold their files; say what was checked")
     train = experiment_command("train", "train the experiment's models (finished ones are kept)", _train, cluster=True)
     train.add_argument("--only", help="train only this model (e.g. inception_r1)")
     maps = experiment_command("maps", "compute the saliency maps the tests need (resumable)", _maps, cluster=True)
@@ -109,6 +126,13 @@ def build_parser() -> argparse.ArgumentParser:
     experiment_command("grade", "compare the run's tables with the published ones", _grade)
     experiment_command("all", "run the whole pipeline of an experiment (resumable)", _all, cluster=True)
     return parser
+
+
+def _experiment_arguments(command) -> None:
+    command.add_argument("--experiment", default="demo", help="name in experiments/ or a YAML path (default demo)")
+    command.add_argument("--run-dir", type=Path, help="override the experiment's run directory")
+    command.add_argument("--set", action="append", default=[], metavar="KEY.PATH=VALUE",
+                         help="override one setting (repeatable), e.g. --set data.siim_root=/data/siim")
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -143,7 +167,8 @@ def _make_phantoms(args) -> None:
     datasets = tuple(_names(args.datasets))
     if not datasets or set(datasets) - set(DATASETS):
         raise ValueError(f"--datasets must list {' and/or '.join(DATASETS)}, got {args.datasets!r}")
-    config = PhantomConfig(size=args.size, conspicuity=args.conspicuity, confounder_rate=args.confounder_rate)
+    config = PhantomConfig(size=args.size, conspicuity=args.conspicuity, confounder_rate=args.confounder_rate,
+                           format=args.format)
     started = time.perf_counter()
     roots = make_phantoms(args.out, args.n, args.seed, datasets=datasets, config=config)
     for name, root in roots.items():
@@ -180,6 +205,37 @@ def _config(args) -> None:
     experiment = _experiment(args)
     if not args.check:
         print(yaml.safe_dump(resolved_config(experiment), sort_keys=False, allow_unicode=True), end="")
+        return
+    from repro.data.check import check_roots
+    print(f"{experiment.name}: the settings are valid (schema, models and their roles, saliency parameters); "
+          f"{check_roots(experiment)}")
+
+
+def _weights_fetch(args) -> None:
+    from repro.models.weights import fetch, pretrained
+    experiment = _experiment(args)
+    if not any(pretrained(experiment).values()):
+        print(f"{experiment.name}: no pretrained weights to fetch (every model starts from random weights)")
+        return
+    for path in fetch(experiment, args.to):
+        print(f"wrote {path}")
+    print(f"on the machine that runs it: {experiment.command('all')} --set runtime.weights_dir={args.to.resolve()}")
+
+
+def _data_check(args) -> int:
+    from repro.data.check import check_data, format_problems
+    from repro.io import RunLock
+    import contextlib
+    experiment = _experiment(args)
+    writes = experiment.settings.data.source == "phantoms"     # into the run directory: under its lock
+    with RunLock(experiment.layout.lock_file) if writes else contextlib.nullcontext():
+        checks, line = check_data(experiment, sample=args.sample, raise_problems=False)
+    for problem in format_problems(checks):
+        print(f"repro: error: {problem}", file=sys.stderr)
+    if format_problems(checks):
+        return EXIT_ERROR
+    print(line)
+    return 0
 
 
 def _train(args) -> None:

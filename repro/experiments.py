@@ -61,6 +61,8 @@ class Phantoms(_Section):
     rsna_not_normal_fraction: float = Field(0.15, ge=0.0, le=1.0)
     confounder_rate: float = Field(0.0, ge=0.0, le=1.0)
     confounder_negative_rate: float = Field(0.0, ge=0.0, le=1.0)
+    format: Literal["plain", "release"] = Field(
+        "plain", description="plain DICOMs, or 'release': the Kaggle releases' files (JPEG baseline, their tags)")
 
 
 class SplitFractions(_Section):
@@ -330,6 +332,8 @@ class Runtime(_Section):
     threads: Optional[int] = Field(None, ge=1, description="TensorFlow threads per process (null: its default)")
     cluster: Optional[str] = Field(None, description="'local:N' or a Dask scheduler address; null: in-process")
     training: TrainingRuntime = TrainingRuntime()
+    weights_dir: Optional[str] = Field(None, description="pretrained weights from this folder (repro weights fetch), "
+                                                         "never downloaded; null: downloaded on first use")
 
 
 class ExperimentSettings(_Section):

@@ -52,9 +52,14 @@ class MapPlan:
 # --- stages ---------------------------------------------------------------------------------------
 
 def stage_data(experiment: Experiment, *, progress: bool = True) -> dict[str, Dataset]:
-    """The data sets at model resolution, a summary of each and a preview grid."""
+    """The data checked (repro.data.check: one error naming every problem, before any work), then
+    the data sets at model resolution, a summary of each and a preview grid."""
+    from repro.data.check import check_data
     from repro.data.preview import preview_grid
     from repro.data.summary import format_summary, summarize
+    _, line = check_data(experiment, progress=progress)
+    if progress:
+        print(line)
     datasets = prepare_data(experiment, progress=progress)
     summaries = {name: summarize(dataset) for name, dataset in datasets.items()}
     write_json(experiment.layout.data_summary, summaries)
@@ -83,10 +88,11 @@ def train_context(experiment: Experiment):
     from repro.models.records import TrainContext
     archs = {spec.arch for spec in experiment.models.values() if spec.file is None}
     runtime = experiment.settings.runtime
+    weights_dir = None if runtime.weights_dir is None else str(experiment.resolve(runtime.weights_dir))
     return TrainContext(experiment.layout, data_sources(experiment), experiment.models,
                         {arch: experiment.train_settings(arch) for arch in archs},
                         runtime.deterministic, runtime.threads, runtime.training.isolated,
-                        tuple(runtime.training.process_per_dataset))
+                        tuple(runtime.training.process_per_dataset), weights_dir)
 
 
 def check_model_files(experiment: Experiment) -> None:
@@ -100,6 +106,10 @@ def check_model_files(experiment: Experiment) -> None:
 
 
 def stage_train(experiment: Experiment, executor, *, only: str | None = None, progress: bool = True) -> list[dict]:
+    from repro.models.weights import missing
+    absent = missing(experiment)     # a weights folder without the weights: say so before any training
+    if absent:
+        raise FileNotFoundError("; ".join(absent))
     check_model_files(experiment)
     jobs = train_jobs(experiment, only=only)
     if not jobs:

@@ -65,17 +65,22 @@ class DatasetSpec:
     image_dir: str         # the DICOM folder, relative to its root
     localizer: str         # architecture of the high baseline ("unet" / "retinanet")
     high_baseline: str     # its row name in the tables
+    # The release as the paper used it (`repro data check` compares a download with it):
+    images: int = 0                      # images after the paper's exclusions
+    split: tuple[int, int, int] = (0, 0, 0)   # the paper's train / val / test counts
+    image_size: int = 0                  # rows = columns of every DICOM
 
 
 KAGGLE_DATASETS = {
     "siim": DatasetSpec(
         name="siim", title="SIIM-ACR pneumothorax segmentation", short="SIIM-ACR",
         task="segmentation", label_files=("train-rle.csv",), image_dir="dicom-images-train",
-        localizer="unet", high_baseline="U-Net"),
+        localizer="unet", high_baseline="U-Net", images=10675, split=(8646, 961, 1068), image_size=1024),
     "rsna": DatasetSpec(
         name="rsna", title="RSNA pneumonia detection", short="RSNA", task="detection",
         label_files=("stage_2_train_labels.csv", "stage_2_detailed_class_info.csv"),
-        image_dir="stage_2_train_images", localizer="retinanet", high_baseline="RetinaNet"),
+        image_dir="stage_2_train_images", localizer="retinanet", high_baseline="RetinaNet",
+        images=14863, split=(12039, 1338, 1486), image_size=1024),
 }
 DATASETS = tuple(KAGGLE_DATASETS)
 LOCALIZER_NAMES = {"unet": "U-Net", "retinanet": "RetinaNet"}

@@ -10,17 +10,47 @@ import pytest
 REPOSITORY = Path(__file__).resolve().parents[1]
 
 
-def test_gpu_check_without_a_gpu_says_so_and_exits_0_after_the_cpu_part(tmp_path):
-    done = subprocess.run([sys.executable, "benchmarks/gpu_check.py", "--size", "75", "--images", "1", "--quick",
-                           "--no-smoke", "--out", str(tmp_path)], cwd=REPOSITORY, capture_output=True, text=True,
-                          timeout=600, env={"CUDA_VISIBLE_DEVICES": "", "PATH": "/usr/bin:/bin"})
+def test_gpu_check_quick_runs_every_part_on_the_cpu_and_says_it_is_no_gpu(tmp_path):
+    done = subprocess.run([sys.executable, "benchmarks/gpu_check.py", "--quick", "--out", str(tmp_path)],
+                          cwd=REPOSITORY, capture_output=True, text=True, timeout=900,
+                          env={"CUDA_VISIBLE_DEVICES": "", "PATH": "/usr/bin:/bin"})
     assert done.returncode == 0, done.stderr[-2000:]
     result = json.loads((tmp_path / "gpu_check.json").read_text())
-    assert result["gpu"] is False and "no GPU" in result["note"]
-    assert set(result["cpu_seconds_per_map"]) == {"GRAD", "SG", "IG", "SIG", "GCAM", "XRAI", "GBP", "GGCAM"}
-    assert all(seconds > 0 for seconds in result["cpu_seconds_per_map"].values())
+    assert result["gpu"] is False and "no GPU" in result["note"] and result["complete"]
+    for arch in ("inception_v3", "densenet121"):
+        row = result["architectures"][arch]
+        assert set(row["methods"]) == {"GRAD", "SG", "IG", "SIG", "GCAM", "XRAI", "GBP", "GGCAM"}
+        assert all(r["gpu_maps_per_s"] > 0 and r["limit_maps_per_s"] > 0 for r in row["methods"].values())
+        assert row["training_images_per_s"] > 0 and "CPU" in row["gradient_device"]
+    # on a CPU under op determinism the maps and the training steps repeat bit for bit
+    assert all(result["repeatable"]["op_determinism"]["maps"].values()) and result["repeatable"]["op_determinism"]["training"]
+    assert set(result["tf32"]) == {"GRAD", "IG", "GCAM", "XRAI"}      # no TF32 on a CPU: the same maps
+    assert all(r["identical"] for r in result["tf32"].values())
+    assert set(result["batch_sizes"]) == {"1", "2"} and result["best_batch_size"] in (1, 2)
     assert (tmp_path / "gpu_check.md").read_text().startswith("# GPU check")
 
+
+def test_the_projection_reads_a_gpu_check_only_from_a_gpu(tmp_path):
+    """bench_scale's projection takes the GPU's rates from gpu_check.json when it came from a GPU."""
+    sys.path.insert(0, str(REPOSITORY))
+    from benchmarks import bench_scale
+    assert bench_scale.read_json(tmp_path / "absent.json") is None
+    methods = {m: {"gpu_maps_per_s": 10.0} for m in ("GRAD", "SG", "IG", "SIG", "GCAM", "XRAI", "GBP", "GGCAM")}
+    check = {"gpu": True, "device": "H100 x1", "architectures": {
+        a: {"methods": methods, "training_images_per_s": 100.0} for a in ("inception_v3", "densenet121")}}
+    costs = {"gradient_seconds": {"inception_v3": 0.2, "densenet121": 0.3},
+             "training_seconds_per_image": {"inception_v3": 0.3, "densenet121": 0.5},
+             "xrai": {"segmentation_seconds": 2.0, "ranking_seconds": 0.1}}
+    args = bench_scale.parse(["--gpu-check", str(tmp_path / "g.json"), "--data", str(tmp_path / "absent.json")])
+    (tmp_path / "g.json").write_text(json.dumps(check))
+    projected = bench_scale.projection(costs, args)
+    assert projected["gpu_costs"] == "measured on H100 x1 by gpu_check.py"
+    maps = sum(c["maps"] for c in projected["counts"].values())
+    # every map costs 1/10 s on the GPU: the maps stage on one GPU is maps / 10 seconds
+    assert projected["predictions"][1]["stages_hours"]["maps (GPU)"] == round(maps / 10 / 3600, 2)
+    check["gpu"] = False
+    (tmp_path / "g.json").write_text(json.dumps(check))
+    assert "assumed GPU speed-up" in bench_scale.projection(costs, args)["gpu_costs"]
 
 
 def _run(root: Path, commit: str, files: dict[str, bytes], extensions=("avx2", "fma")) -> Path:

@@ -13,7 +13,7 @@ def run_cli(*args):
 
 
 @pytest.mark.parametrize("args", [[], ["data"], ["data", "make-phantoms"], ["data", "summary"],
-                                  ["data", "preview"], ["all"]])
+                                  ["data", "preview"], ["data", "check"], ["weights", "fetch"], ["all"]])
 def test_help_everywhere(args, capsys):
     with pytest.raises(SystemExit) as exit_info:
         main([*args, "--help"])

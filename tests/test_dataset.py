@@ -162,3 +162,16 @@ def test_signed_sixteen_bit_radiograph_keeps_its_grey_levels(tmp_path):
     assert len(np.unique(image)) == 512 and image.min() == 0.0 and image.max() == 1.0
     np.testing.assert_array_equal(np.argsort(image[0], kind="stable"), np.arange(512))   # order kept
     assert len(np.unique(to_grey_levels(image))) == 512
+
+
+def test_decoding_on_several_processes_gives_the_same_arrays(tmp_path, monkeypatch):
+    """The paper's 25,538 DICOMs are decoded on every core (repro.data.dataset.PARALLEL_FROM); the
+    arrays are those of one process, row for row."""
+    from repro.data.phantoms import PhantomConfig, make_phantoms
+    roots = make_phantoms(tmp_path / "data", 10, 0, config=PhantomConfig(size=96, rsna_prevalence=0.5), progress=False)
+    one = load_dataset("rsna", roots["rsna"], 64, cache_dir=tmp_path / "a", processes=1, progress=False)
+    monkeypatch.setattr(dataset_module, "CHUNK", 3)      # several chunks, on two processes
+    two = load_dataset("rsna", roots["rsna"], 64, cache_dir=tmp_path / "b", processes=2, progress=False)
+    for field in ("ids", "labels", "splits", "images", "masks", "evidence", "confounder"):
+        np.testing.assert_array_equal(getattr(one, field), getattr(two, field), err_msg=field)
+    assert one.masks.any() and one.evidence.any()

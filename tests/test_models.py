@@ -82,6 +82,7 @@ def test_failed_imagenet_download_says_what_to_do(monkeypatch):
     message = str(error.value)
     assert "inception_v3_weights_tf_dim_ordering_tf_kernels_notop.h5" in message
     assert "~/.keras/models/" in message and "weights: null" in message
+    assert "repro weights fetch --experiment NAME --to DIR" in message and "runtime.weights_dir=DIR" in message
     assert isinstance(error.value, OSError)   # the CLI prints OSErrors as one line
 
 
@@ -285,6 +286,9 @@ def test_detections_to_score_map_takes_the_highest_covering_box():
     expected[1, 1] = 0.3
     np.testing.assert_array_equal(detections_to_score_map(boxes, scores, 10), expected)
     assert not detections_to_score_map(np.zeros((0, 4)), np.zeros(0), 10).any()
+    # an untrained detector's non-finite boxes or scores are ignored, not cast to garbage slices
+    garbage = np.array([[np.nan, 0, 5, 5], [0, 0, np.inf, 5], [0, 0, 5, 5]])
+    assert not detections_to_score_map(garbage, np.array([0.9, 0.9, np.nan]), 10).any()
 
 
 def test_box_masks_round_trip_through_boxes():

@@ -14,6 +14,9 @@ from __future__ import annotations
 import hashlib
 import json
 import logging
+import multiprocessing
+import os
+from concurrent.futures import ProcessPoolExecutor
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Callable
@@ -34,6 +37,12 @@ log = logging.getLogger(__name__)
 TRUTH_CSV = "phantom-truth.csv"   # written by the phantom generator beside the Kaggle files
 CACHE_VERSION = 2                  # bump when the cached arrays' meaning changes
 GREY_LEVELS = 65535                # uint16 full scale; 65535 / 257 = 255
+# Decoding a 1024 px release DICOM into the 320 px cache takes 0.04-0.06 s of one core
+# (benchmarks/bench_data.py): the paper's 25,538 would take about 20 minutes on one, so from this
+# many images on, chunks of them are decoded on every core (spawned processes: a second or two to
+# start, and the same arrays, in the same order, as one process).
+PARALLEL_FROM = 2000
+CHUNK = 64
 
 
 @dataclass(frozen=True)
@@ -104,11 +113,13 @@ class Dataset:
 
 
 def load_dataset(name: str, root: str | Path, size: int, *, cache_dir: str | Path,
-                 split="paper", drop_not_normal: bool = True, progress: bool = True) -> Dataset:
+                 split="paper", drop_not_normal: bool = True, progress: bool = True,
+                 processes: int | None = None) -> Dataset:
     """Load SIIM or RSNA from its Kaggle layout at `size` x `size`, through the cache.
 
     `split` is "paper" (the authors' procedure), a split CSV path, or an object with
-    test_fraction, val_fraction and seed (the same procedure with other fractions).
+    test_fraction, val_fraction and seed (the same procedure with other fractions). `processes`
+    decode the images when the cache is built (default: every core from PARALLEL_FROM images on).
     """
     if name not in READERS:
         raise ValueError(f"unknown data set {name!r}; expected one of {', '.join(READERS)}")
@@ -122,7 +133,7 @@ def load_dataset(name: str, root: str | Path, size: int, *, cache_dir: str | Pat
     fingerprint = source_fingerprint([CACHE_VERSION, name, int(size), bool(drop_not_normal)], root,
                                      label_files + [root / TRUTH_CSV], [r.dicom_path for r in records], split)
     return cached(Path(cache_dir), name, size, fingerprint,
-                  lambda: _decode(name, root, size, records, split, fingerprint, progress))
+                  lambda: _decode(name, root, size, records, split, fingerprint, progress, processes))
 
 
 def cached(cache_dir: Path, name: str, size: int, fingerprint: str, build) -> Dataset:
@@ -157,20 +168,29 @@ def split_of(ids, split) -> tuple[np.ndarray, np.ndarray]:
     return (np.array([where[i][0] for i in ids]), np.array([where[i][1] for i in ids], dtype=np.int32))
 
 
-def _decode(name, root, size, records, split, fingerprint, progress) -> Dataset:
+def _decode(name, root, size, records, split, fingerprint, progress, processes=None) -> Dataset:
     n = len(records)
     ids = np.array([r.image_id for r in records])
     images = np.zeros((n, size, size), dtype=np.uint16)
     masks = np.zeros((n, size, size), dtype=bool)
     truth = _read_truth(root)
     evidence = np.zeros((n, size, size), dtype=bool) if truth is not None else None
-    for i, record in enumerate(tqdm(records, desc=f"decoding {name} DICOMs", disable=None if progress else True)):
-        pixels = read_dicom(record.dicom_path)
-        images[i] = to_grey_levels(_resize(pixels, size))
-        masks[i] = READERS[name].mask(record, pixels.shape, size)
-        if truth is not None:
-            rle = truth["Evidence"].get(ids[i], "-1")
-            evidence[i] = _resize_mask(siim.rle_decode(rle, *pixels.shape, where=f"{TRUTH_CSV}: {ids[i]}"), size)
+    if processes is None:
+        processes = len(os.sched_getaffinity(0)) if n >= PARALLEL_FROM else 1
+    starts = range(0, n, CHUNK)
+    chunks = [(name, size, records[start:start + CHUNK],
+               None if truth is None else [truth["Evidence"].get(i, "-1") for i in ids[start:start + CHUNK]])
+              for start in starts]
+    bar = tqdm(total=n, desc=f"decoding {name} DICOMs", disable=None if progress else True)
+    with (ProcessPoolExecutor(processes, mp_context=multiprocessing.get_context("spawn")) if processes > 1
+          else _InProcess()) as pool:
+        for start, (chunk_images, chunk_masks, chunk_evidence) in zip(starts, pool.map(_decode_chunk, *zip(*chunks))):
+            stop = start + len(chunk_images)
+            images[start:stop], masks[start:stop] = chunk_images, chunk_masks
+            if evidence is not None:
+                evidence[start:stop] = chunk_evidence
+            bar.update(len(chunk_images))
+    bar.close()
     splits, rank = split_of(list(ids), split)
     confounder = None
     if truth is not None:
@@ -178,6 +198,36 @@ def _decode(name, root, size, records, split, fingerprint, progress) -> Dataset:
     return Dataset(name=name, size=size, ids=ids, labels=np.array([r.label for r in records], dtype=np.int8),
                    splits=splits, split_rank=rank, images=images, masks=masks,
                    evidence=evidence, confounder=confounder, fingerprint=fingerprint)
+
+
+def _decode_chunk(name: str, size: int, records: list, evidence_rles: list[str] | None):
+    """Images, masks (and the phantoms' evidence) of some records at model size: one unit of decoding."""
+    n = len(records)
+    images = np.zeros((n, size, size), dtype=np.uint16)
+    masks = np.zeros((n, size, size), dtype=bool)
+    evidence = None if evidence_rles is None else np.zeros((n, size, size), dtype=bool)
+    for i, record in enumerate(records):
+        pixels = read_dicom(record.dicom_path)
+        images[i] = to_grey_levels(_resize(pixels, size))
+        masks[i] = READERS[name].mask(record, pixels.shape, size)
+        if evidence is not None:
+            evidence[i] = _resize_mask(siim.rle_decode(evidence_rles[i], *pixels.shape,
+                                                       where=f"{TRUTH_CSV}: {record.image_id}"), size)
+    return images, masks, evidence
+
+
+class _InProcess:
+    """The executor interface, run here (one process: no start-up, no copies)."""
+
+    def __enter__(self):
+        return self
+
+    def __exit__(self, *exc):
+        return False
+
+    @staticmethod
+    def map(function, *iterables):
+        return map(function, *iterables)
 
 
 def to_grey_levels(image: np.ndarray) -> np.ndarray:

@@ -4,10 +4,15 @@
 (bone white), whatever the photometric interpretation, bit depth, rescale or transfer syntax.
 Compressed syntaxes are decoded by pydicom's pixel plugins (pylibjpeg, -libjpeg, -openjpeg, -rle),
 which setup.cfg installs.
+
+`write_dicom` writes what the tests and the phantoms need, including JPEG baseline (the transfer
+syntax both Kaggle releases ship): pydicom's own encoders cover RLE, JPEG-LS and JPEG 2000 but not
+JPEG baseline, so those frames are encoded by Pillow (libjpeg) and encapsulated by pydicom.
 """
 from __future__ import annotations
 
 import contextlib
+import io
 import logging
 import os
 from pathlib import Path
@@ -15,8 +20,9 @@ from pathlib import Path
 import numpy as np
 import pydicom
 from pydicom.dataset import Dataset, FileMetaDataset
+from pydicom.encaps import encapsulate
 from pydicom.pixels import apply_modality_lut, apply_voi_lut
-from pydicom.uid import ExplicitVRLittleEndian, SecondaryCaptureImageStorage, generate_uid
+from pydicom.uid import ExplicitVRLittleEndian, JPEGBaseline8Bit, SecondaryCaptureImageStorage, generate_uid
 
 from repro.io import atomic_path
 
@@ -119,11 +125,14 @@ def _voi_output_range(ds, windowed: np.ndarray) -> tuple[float, float]:
 def write_dicom(path: str | os.PathLike, image: np.ndarray, *, bits: int = 8,
                 monochrome1: bool = False, transfer_syntax: str = ExplicitVRLittleEndian,
                 patient_id: str = "", study_uid: str | None = None, series_uid: str | None = None,
-                sop_uid: str | None = None, rescale: tuple[float, float] | None = None) -> Path:
+                sop_uid: str | None = None, rescale: tuple[float, float] | None = None,
+                tags: dict | None = None, jpeg_quality: int = 90) -> Path:
     """Write a float image in [0, 1] (brighter = denser) as a single-frame grayscale DICOM.
 
     Used by the synthetic data generator and by the tests, so that both exercise `read_dicom`
     through real files. `rescale=(slope, intercept)` stores (value - intercept) / slope.
+    `tags` adds or replaces data elements by keyword (PatientSex="F", PixelSpacing=[0.14, 0.14]).
+    JPEG baseline (8 bits only) is lossy: `jpeg_quality` is Pillow's quality (1-95).
     The file is written atomically.
     """
     image = np.asarray(image, dtype=np.float64)
@@ -131,6 +140,8 @@ def write_dicom(path: str | os.PathLike, image: np.ndarray, *, bits: int = 8,
         raise ValueError(f"write_dicom: expected a 2-D image, got shape {image.shape}")
     if bits not in (8, 12, 16):
         raise ValueError(f"write_dicom: bits must be 8, 12 or 16, got {bits}")
+    if transfer_syntax == JPEGBaseline8Bit and bits != 8:
+        raise ValueError(f"write_dicom: JPEG baseline holds 8-bit pixels only, got bits={bits}")
     top = 2 ** bits - 1
     stored = np.clip(image, 0.0, 1.0)
     if monochrome1:
@@ -162,9 +173,26 @@ def write_dicom(path: str | os.PathLike, image: np.ndarray, *, bits: int = 8,
     ds.PixelRepresentation = 0
     if rescale is not None:
         ds.RescaleSlope, ds.RescaleIntercept = rescale
+    for keyword, value in (tags or {}).items():
+        setattr(ds, keyword, value)
     ds.PixelData = pixels.tobytes()
-    if transfer_syntax != ExplicitVRLittleEndian:
+    if transfer_syntax == JPEGBaseline8Bit:
+        _compress_jpeg_baseline(ds, pixels, jpeg_quality)
+    elif transfer_syntax != ExplicitVRLittleEndian:
         ds.compress(transfer_syntax, pixels)
     with atomic_path(path) as tmp:
         ds.save_as(tmp, enforce_file_format=True)
     return Path(path)
+
+
+def _compress_jpeg_baseline(ds: Dataset, pixels: np.ndarray, quality: int) -> None:
+    """One 8-bit grayscale JPEG baseline frame (ISO 10918-1 process 1), encapsulated in place."""
+    from PIL import Image
+    buffer = io.BytesIO()
+    Image.fromarray(pixels).save(buffer, format="JPEG", quality=int(quality), progressive=False,
+                                 optimize=False)
+    ds.PixelData = encapsulate([buffer.getvalue()])
+    ds["PixelData"].VR = "OB"
+    ds.file_meta.TransferSyntaxUID = JPEGBaseline8Bit
+    ds.LossyImageCompression = "01"
+    ds.LossyImageCompressionMethod = "ISO_10918_1"

@@ -16,6 +16,12 @@ Everything an image shows is drawn from the Generator given to `render_phantom`,
 independent streams (anatomy, texture, finding, noise, confounder) so that the same generator state
 rendered with and without a finding differs only by the finding. The layouts seed one stream per
 image from (seed, layout, index), so image i never depends on how many images are written.
+
+Two file formats: "plain" (uncompressed DICOMs with the few tags the kit reads: the demo's) and
+"release", the files as both Kaggle releases ship them (docs/real-data.md): 1024x1024 is the
+PhantomConfig size to pair with it; 8-bit MONOCHROME2 compressed as JPEG baseline (transfer syntax
+1.2.840.10008.1.2.4.50), the tags the releases carry (anonymised patient, age, sex, view, pixel
+spacing, "view: PA" series description), and RSNA boxes written with float coordinates ("264.0").
 """
 from __future__ import annotations
 
@@ -26,7 +32,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
-from pydicom.uid import generate_uid
+from pydicom.uid import ExplicitVRLittleEndian, JPEGBaseline8Bit, generate_uid
 from scipy import ndimage
 from tqdm import tqdm
 
@@ -38,6 +44,7 @@ FINDINGS = (None, "pneumothorax", "pneumonia", "not_normal")
 POSITIVE_FINDINGS = ("pneumothorax", "pneumonia")
 CONFOUNDER_KINDS = ("chest_tube", "marker")
 DATASETS = ("siim", "rsna")
+FORMATS = ("plain", "release")
 RSNA_CLASSES = {"pneumonia": "Lung Opacity", None: "Normal",
                 "not_normal": "No Lung Opacity / Not Normal"}
 
@@ -64,8 +71,11 @@ class PhantomConfig:
     rsna_not_normal_fraction: float = 0.15
     confounder_rate: float = 0.0
     confounder_negative_rate: float = 0.0
+    format: str = "plain"             # "plain" DICOMs, or "release": as the Kaggle releases ship them
 
     def __post_init__(self):
+        if self.format not in FORMATS:
+            raise ValueError(f"PhantomConfig: format must be one of {FORMATS}, got {self.format!r}")
         if isinstance(self.size, bool) or not isinstance(self.size, (int, np.integer)) or self.size < 64:
             raise ValueError(f"PhantomConfig: size must be an integer >= 64, got {self.size!r}")
         if not (_is_real(self.conspicuity) and math.isfinite(self.conspicuity) and self.conspicuity > 0):
@@ -607,8 +617,10 @@ def make_siim_layout(out_dir: str | Path, n: int, seed: int, config: PhantomConf
         image_id = f"{_SIIM_UID_ROOT}.4.8323329.{stamp}.{serial}"
         study = f"{_SIIM_UID_ROOT}.2.8323329.{stamp}.{serial - 1}"
         series = f"{_SIIM_UID_ROOT}.3.8323329.{stamp}.{serial - 2}"
+        patient_id = _uuid(layout_rng)
         write_dicom(root / "dicom-images-train" / study / series / f"{image_id}.dcm", phantom.image, bits=8,
-                    patient_id=_uuid(layout_rng), study_uid=study, series_uid=series, sop_uid=image_id)
+                    patient_id=patient_id, study_uid=study, series_uid=series, sop_uid=image_id,
+                    **_file_format(config, seed, "siim", index, patient_id))
         rle_rows += [f"{image_id}, {rle_encode(region)}" for region in phantom.regions] or [f"{image_id}, -1"]
         truth_rows.append(_truth_row(image_id, phantom))
     _write_truth(root, truth_rows)
@@ -635,8 +647,11 @@ def make_rsna_layout(out_dir: str | Path, n: int, seed: int, config: PhantomConf
                                  confounder_kind="marker")
         patient_id = _uuid(layout_rng)
         write_dicom(root / "stage_2_train_images" / f"{patient_id}.dcm", phantom.image, bits=8,
-                    patient_id=patient_id, **_uids(seed, "rsna", index))
-        rows = [f"{patient_id},{x},{y},{w},{h},1" for x, y, w, h in phantom.boxes] or [f"{patient_id},,,,,0"]
+                    patient_id=patient_id, **_uids(seed, "rsna", index),
+                    **_file_format(config, seed, "rsna", index, patient_id))
+        number = float if config.format == "release" else int      # the release writes "264.0"
+        rows = [",".join([patient_id, *(str(number(v)) for v in box), "1"]) for box in phantom.boxes] or [
+            f"{patient_id},,,,,0"]
         label_rows += rows
         class_rows += [f"{patient_id},{RSNA_CLASSES[findings[index]]}"] * len(rows)
         truth_rows.append(_truth_row(patient_id, phantom))
@@ -694,6 +709,23 @@ def _uids(seed: int, layout: str, index: int) -> dict[str, str]:
     """Deterministic study/series/instance UIDs, so that a seed gives byte-identical files."""
     return {f"{kind}_uid": generate_uid(entropy_srcs=[str(seed), layout, kind, str(index)])
             for kind in ("study", "series", "sop")}
+
+
+def _file_format(config: PhantomConfig, seed: int, layout: str, index: int, patient_id: str) -> dict:
+    """write_dicom's arguments for the configured format. "release": JPEG baseline and the tags the
+    releases' files carry, drawn from a stream of their own (the ids and images do not change)."""
+    if config.format == "plain":
+        return {"transfer_syntax": ExplicitVRLittleEndian}
+    rng = np.random.default_rng([int(seed), DATASETS.index(layout), int(index), 1])
+    view = "PA" if rng.random() < 0.55 else "AP"
+    spacing = 0.168 if layout == "siim" else 0.143   # mm, as the releases' 1024 px files give it
+    return {"transfer_syntax": JPEGBaseline8Bit, "jpeg_quality": 90, "tags": {
+        "SpecificCharacterSet": "ISO_IR 100", "StudyDate": "19010101", "StudyTime": "000000.00",
+        "AccessionNumber": "", "ConversionType": "WSD", "ReferringPhysicianName": "",
+        "SeriesDescription": f"view: {view}", "PatientName": patient_id, "PatientBirthDate": "",
+        "PatientSex": "F" if rng.random() < 0.45 else "M", "PatientAge": f"{int(rng.integers(18, 90)):03d}Y",
+        "ViewPosition": view, "StudyID": "", "SeriesNumber": 1, "InstanceNumber": 1, "PatientOrientation": "",
+        "PixelSpacing": [spacing, spacing]}}
 
 
 def _truth_row(image_id: str, phantom: Phantom) -> str:

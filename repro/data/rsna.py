@@ -36,8 +36,10 @@ class RsnaRecord:
     csv_rows: tuple[int, ...]                               # 1-based data rows of the labels CSV
 
 
-def load_rsna_records(root: str | Path, *, drop_not_normal: bool = True) -> list[RsnaRecord]:
-    """One record per patientId of the labels CSV, in order of first appearance."""
+def load_rsna_records(root: str | Path, *, drop_not_normal: bool = True,
+                      missing: list[str] | None = None) -> list[RsnaRecord]:
+    """One record per patientId of the labels CSV, in order of first appearance. A patient without
+    a DICOM is an error, or, when a `missing` list is given, appended to it and left out."""
     root = Path(root)
     labels_path, class_path, image_dir = root / LABELS_CSV, root / CLASS_CSV, root / IMAGE_DIR
     labels = read_label_csv(labels_path, ["patientId", "x", "y", "width", "height", "Target"])
@@ -72,8 +74,12 @@ def load_rsna_records(root: str | Path, *, drop_not_normal: bool = True) -> list
         boxes = tuple(_parse_box(row, labels_path.name) for _, row in rows.iterrows()) if label else ()
         dicom_path = image_dir / f"{patient_id}.dcm"
         if not dicom_path.is_file():
-            raise FileNotFoundError(f"{labels_path.name}: patientId {patient_id} (row {rows['row'].iloc[0]}) "
-                                    f"has no DICOM at {dicom_path}")
+            message = (f"{labels_path.name}: patientId {patient_id} (row {rows['row'].iloc[0]}) "
+                       f"has no DICOM at {dicom_path}")
+            if missing is None:
+                raise FileNotFoundError(message)
+            missing.append(message)
+            continue
         records.append(RsnaRecord(patient_id, dicom_path, label, boxes, tuple(int(r) for r in rows["row"])))
     return records
 

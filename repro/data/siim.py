@@ -87,22 +87,29 @@ def find_dicoms(image_dir: str | Path) -> dict[str, Path]:
 
 
 def load_siim_records(root: str | Path, *, csv_name: str = "train-rle.csv",
-                      image_dir: str = "dicom-images-train") -> list[SiimRecord]:
+                      image_dir: str = "dicom-images-train", dicoms: dict[str, Path] | None = None,
+                      missing: list[str] | None = None) -> list[SiimRecord]:
     """One record per ImageId of train-rle.csv, in the CSV's order of first appearance.
 
     The RLE syntax (integers, even count, no negatives) is checked now so that a bad row fails
     early; runs past the image end are caught when the mask is decoded at the DICOM's size.
+    `dicoms` is find_dicoms' answer when the caller has it already; an ImageId without a DICOM is
+    an error, or, when a `missing` list is given, appended to it (one line each) and left out.
     """
     root = Path(root)
     csv_path = root / csv_name
     table = read_label_csv(csv_path, ["ImageId", "EncodedPixels"])
-    dicoms = find_dicoms(root / image_dir)
+    if dicoms is None:
+        dicoms = find_dicoms(root / image_dir)
     records = []
     for image_id, rows in table.groupby("ImageId", sort=False):
         check_id(image_id, where=f"{csv_path.name}: row {rows['row'].iloc[0]}")
         if image_id not in dicoms:
-            raise FileNotFoundError(
-                f"{csv_path}: ImageId {image_id} (row {rows['row'].iloc[0]}) has no DICOM under {root / image_dir}")
+            message = f"{csv_path}: ImageId {image_id} (row {rows['row'].iloc[0]}) has no DICOM under {root / image_dir}"
+            if missing is None:
+                raise FileNotFoundError(message)
+            missing.append(message)
+            continue
         rles, row_numbers, negative_rows = [], [], []
         for rle, row in zip(rows["EncodedPixels"], rows["row"]):
             where = f"{csv_path.name}: ImageId {image_id}, row {row}"

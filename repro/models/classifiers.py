@@ -13,19 +13,13 @@ from __future__ import annotations
 import keras
 import numpy as np
 
-from repro.models.errors import WeightsUnavailableError
+from repro.models.weights import IMAGENET_FILES, classifier_weights, download_failed
 
 CLASSIFIERS = ("inception_v3", "densenet121")
 LOGITS = "logits"
 
 _APPLICATIONS = {"inception_v3": keras.applications.InceptionV3,
                  "densenet121": keras.applications.DenseNet121}
-_IMAGENET_FILES = {  # what keras.applications downloads for include_top=False
-    "inception_v3": ("https://storage.googleapis.com/tensorflow/keras-applications/inception_v3/",
-                     "inception_v3_weights_tf_dim_ordering_tf_kernels_notop.h5"),
-    "densenet121": ("https://storage.googleapis.com/tensorflow/keras-applications/densenet/",
-                    "densenet121_weights_tf_dim_ordering_tf_kernels_notop.h5"),
-}
 IMAGENET_MEAN = np.array([0.485, 0.456, 0.406])   # the per-channel statistics ImageNet models expect
 IMAGENET_STD = np.array([0.229, 0.224, 0.225])
 
@@ -48,7 +42,8 @@ def input_scaling(arch: str) -> keras.layers.Rescaling:
 def build_classifier(arch: str, size: int, *, weights: str | None = None) -> keras.Model:
     """InceptionV3 or DenseNet121 (include_top=False) + global average pooling + Dense(2) logits.
 
-    weights: None (random init), "imagenet" (downloaded by Keras) or a path to a weights file.
+    weights: None (random init), "imagenet" (downloaded by Keras, or read from the weights folder:
+    repro.models.weights) or a path to a weights file.
     Initialisation draws from Keras' global seed: call keras.utils.set_random_seed first.
     """
     image = keras.Input((size, size, 3), name="image")
@@ -78,14 +73,12 @@ def positive_probability(model: keras.Model, images: np.ndarray, *, batch_size: 
 
 
 def _backbone(arch: str, scaled: keras.KerasTensor, weights: str | None) -> keras.Model:
+    source = classifier_weights(arch, weights)
     try:
-        return _APPLICATIONS[arch](input_tensor=scaled, include_top=False, weights=weights)
+        return _APPLICATIONS[arch](input_tensor=scaled, include_top=False, weights=source)
     except Exception as err:  # Keras raises a bare Exception when a download fails
-        if weights != "imagenet":
+        if source != "imagenet":
             raise
-        url, filename = _IMAGENET_FILES[arch]
-        raise WeightsUnavailableError(
-            f"could not get the ImageNet weights of {arch} ({err}). On a machine with internet, download "
-            f"{url}{filename} and put it in ~/.keras/models/ (or $KERAS_HOME/models/), where Keras looks "
-            f"first; or set 'weights: null' under models.{arch} in the experiment to start from a random "
-            "initialisation.") from err
+        url, filename, _ = IMAGENET_FILES[arch]
+        raise download_failed(f"the ImageNet weights of {arch} ({url}{filename}, which Keras keeps in "
+                              f"~/.keras/models/)", f"weights: null under models.{arch}", err) from err

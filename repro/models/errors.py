@@ -2,7 +2,8 @@
 
 
 class WeightsUnavailableError(OSError):
-    """Pretrained weights could not be fetched (no internet?); the message says how to proceed.
+    """Pretrained weights could not be fetched (no internet?) or are not in the weights folder; the
+    message says how to proceed (repro.models.weights).
 
     An OSError, so the command line reports it as one line.
     """

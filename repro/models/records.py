@@ -70,6 +70,7 @@ class TrainContext:
     threads: int | None
     isolated: bool = False   # training in fresh processes (runtime.training.isolated)
     process_per_dataset: tuple[str, ...] = ()   # architectures with one such process per data set
+    weights_dir: str | None = None   # pretrained weights read from here (runtime.weights_dir, resolved)
 
 
 def train_group(context: TrainContext, dataset: str, names: tuple[str, ...], *, progress: bool = False) -> list[dict]:
@@ -94,8 +95,10 @@ def train_groups(context: TrainContext, jobs: list[tuple[str, tuple[str, ...]]],
 
 
 def _train_here(context: TrainContext, jobs: list[tuple[str, tuple[str, ...]]], progress: bool) -> list[dict]:
+    from repro.models.weights import use_weights_dir
     from repro.runtime import configure
     configure(deterministic=context.deterministic, threads=context.threads)
+    use_weights_dir(context.weights_dir)
     from repro.models.training import make_task, train_model
     records = []
     for dataset, names in jobs:

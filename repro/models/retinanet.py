@@ -21,7 +21,7 @@ import numpy as np
 from scipy import ndimage
 
 from repro.models.classifiers import IMAGENET_MEAN, IMAGENET_STD
-from repro.models.errors import WeightsUnavailableError
+from repro.models.weights import backbone_preset, download_failed
 
 BOX_FORMAT = "yxyx"
 PADDING = -1   # label (and box coordinates) of the padding rows of a fixed-size box list
@@ -92,11 +92,13 @@ def detections_to_score_map(boxes: np.ndarray, scores: np.ndarray, size: int) ->
     """(size, size) float32: each pixel the highest score of the boxes covering it, 0 elsewhere.
 
     A box (top, left, bottom, right) covers pixel (i, j) when the pixel centre (i + .5, j + .5)
-    satisfies top <= i + .5 < bottom and left <= j + .5 < right. Boxes scoring <= 0 are ignored.
+    satisfies top <= i + .5 < bottom and left <= j + .5 < right. Boxes scoring <= 0 are ignored, and
+    so are boxes that are not finite (an untrained detector's decoded offsets can overflow: the
+    rehearsal's one-epoch RetinaNet gave NaN corners).
     """
     score_map = np.zeros((size, size), dtype=np.float32)
     for (top, left, bottom, right), score in zip(np.asarray(boxes, dtype=np.float64), scores):
-        if score <= 0:
+        if not score > 0 or not np.isfinite([top, left, bottom, right]).all():
             continue
         rows = slice(*np.clip(np.ceil(np.array([top, bottom]) - 0.5).astype(int), 0, size))
         cols = slice(*np.clip(np.ceil(np.array([left, right]) - 0.5).astype(int), 0, size))
@@ -114,11 +116,9 @@ def score_maps(model: keras.Model, images: np.ndarray, *, batch_size: int = 32) 
 def _resnet(backbone: str | dict, image_shape: tuple) -> keras.Model:
     if isinstance(backbone, dict):
         return keras_hub.models.ResNetBackbone(**backbone, image_shape=image_shape)
+    source = backbone_preset(backbone)
     try:
-        return keras_hub.models.ResNetBackbone.from_preset(backbone, image_shape=image_shape)
+        return keras_hub.models.ResNetBackbone.from_preset(source, image_shape=image_shape)
     except Exception as err:  # keras_hub / kagglehub raise various errors when offline
-        raise WeightsUnavailableError(
-            f"could not get the keras_hub preset {backbone!r} ({err}). keras_hub downloads presets from "
-            "Kaggle into ~/.cache/kagglehub/ (internet needed once); or set models.retinanet.backbone to a "
-            "mapping of keras_hub.models.ResNetBackbone arguments to start from a random "
-            "initialisation (see experiments/demo.yaml).") from err
+        raise download_failed(f"the keras_hub preset {backbone!r} (into ~/.cache/kagglehub/)",
+                              "a mapping of ResNetBackbone arguments as models.retinanet.backbone", err) from err

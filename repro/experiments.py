@@ -544,15 +544,19 @@ def load_experiment(name_or_path: str | Path, *, run_dir: str | Path | None = No
                     overrides: list[str] | tuple[str, ...] = ()) -> Experiment:
     """Read, override (`key.path=value`, the value read as YAML) and validate an experiment."""
     path = _experiment_path(name_or_path)
+    text = path.read_text()
     try:
-        raw = yaml.safe_load(path.read_text())
+        raw = yaml.safe_load(text)
     except yaml.YAMLError as err:
         raise ExperimentError(f"{path}: not valid YAML ({_one_line(err)})") from None
+    except RecursionError:
+        raise ExperimentError(f"{path}: nested too deeply to be an experiment") from None
     if not isinstance(raw, dict):
         raise ExperimentError(f"{path}: expected a mapping at the top level")
     raw.setdefault("name", path.stem)
     for override in overrides:
         _apply_override(raw, override, path)
+    _check_alias_expansion(raw, len(text.encode()) + sum(len(o.encode()) for o in overrides), path)
     try:
         settings = ExperimentSettings.model_validate(raw)
     except ValidationError as err:
@@ -620,6 +624,39 @@ def _experiment_path(name_or_path: str | Path) -> Path:
     return path
 
 
+# YAML aliases (*name) repeat a block by reference; nested ones multiply ("billion laughs": 500
+# bytes that stand for 10^8 values). PyYAML builds them as shared objects, cheaply, but pydantic
+# validates every repetition: a file whose aliases expand it beyond this many values per byte
+# (plus a floor for small files) is refused before validation. Plain files hold fewer values than bytes.
+ALIAS_EXPANSION_PER_BYTE, ALIAS_EXPANSION_FLOOR = 10, 10_000
+
+
+def _check_alias_expansion(raw: dict, size_bytes: int, path: Path) -> None:
+    """ExperimentError when `raw`, its aliases written out, would hold more values than a file of
+    `size_bytes` bytes plausibly does, or when an alias holds itself (a structure without end)."""
+    counted: dict[int, int] = {}   # id of a mapping or list -> its values, aliases written out
+    open_blocks: set[int] = set()
+
+    def values(node) -> int:
+        if not isinstance(node, (dict, list)):
+            return 1
+        if id(node) in counted:
+            return counted[id(node)]
+        if id(node) in open_blocks:
+            raise ExperimentError(f"{path}: an alias refers to a block that holds it (a structure without end)")
+        open_blocks.add(id(node))
+        items = list(node.keys()) + list(node.values()) if isinstance(node, dict) else node
+        counted[id(node)] = 1 + sum(values(item) for item in items)
+        open_blocks.discard(id(node))
+        return counted[id(node)]
+
+    limit = ALIAS_EXPANSION_FLOOR + ALIAS_EXPANSION_PER_BYTE * size_bytes
+    expanded = values(raw)
+    if expanded > limit:
+        raise ExperimentError(f"{path}: its aliases (*name) expand {size_bytes:,} bytes to {expanded:,} values, "
+                              f"more than the {limit:,} an experiment of that size may hold; refused before validation")
+
+
 def _apply_override(raw: dict, override: str, path: Path) -> None:
     """`a.b.c=value`: set raw[a][b][c] to the value read as YAML (so 5 is a number, [x, y] a list)."""
     key, sep, text = override.partition("=")
@@ -627,7 +664,7 @@ def _apply_override(raw: dict, override: str, path: Path) -> None:
         raise ExperimentError(f"--set {override!r}: expected KEY.PATH=VALUE, e.g. evaluation.utility_images=10")
     try:
         value = yaml.safe_load(text)
-    except yaml.YAMLError as err:
+    except (yaml.YAMLError, RecursionError) as err:
         raise ExperimentError(f"--set {override!r}: the value is not valid YAML ({_one_line(err)})") from None
     parts = key.strip().split(".")
     node = raw

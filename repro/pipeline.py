@@ -41,6 +41,7 @@ class MapPlan:
     tasks: list[MapTask]
     states: dict[str, tuple[str, ...]]
     localizers: tuple[str, ...]
+    shape: tuple[int, int]      # every map's: the model input's
 
     def fingerprint(self, model: str, state: str, method: str) -> str:
         for task in self.tasks:
@@ -116,7 +117,7 @@ def model_summary(records: list[dict]) -> dict:
 
 def plan_maps(experiment: Experiment, dataset: Dataset, *, methods=None, states=None) -> MapPlan:
     """What the tests need of one data set: selection, chunks of maps, fingerprints."""
-    from repro.models.records import finished_record, model_fingerprint
+    from repro.models.records import model_fingerprint, unusable_model
     roles, models = experiment.roles, experiment.models
     if not roles.replicates:
         raise ValueError(f"{experiment.path}: no classifier to explain: the experiment needs models")
@@ -131,8 +132,9 @@ def plan_maps(experiment: Experiment, dataset: Dataset, *, methods=None, states=
             fingerprints[name] = model_fingerprint(spec, None, dataset)
         else:
             wanted = model_fingerprint(spec, experiment.train_settings(spec.arch), dataset)
-            if finished_record(experiment.layout, dataset.name, name, wanted) is None:
-                raise FileNotFoundError(f"{dataset.name}/{name} is not trained for these settings "
+            unusable = unusable_model(experiment.layout, dataset.name, name, wanted)
+            if unusable is not None:
+                raise FileNotFoundError(f"{dataset.name}/{name} cannot be used: {unusable} "
                                         f"(run: {experiment.command('train')})")
             fingerprints[name] = wanted
     cascade = experiment.settings.evaluation.cascade
@@ -148,12 +150,17 @@ def plan_maps(experiment: Experiment, dataset: Dataset, *, methods=None, states=
     needed = needed_maps(selection, roles, cascade_states, localizers)
     saliency = experiment.settings.saliency
     params = resolved_parameters(saliency)
-    tasks = map_tasks(dataset.name, needed, localizers, fingerprints, params, saliency, cascade)
+    shape = (dataset.size, dataset.size)
+    tasks = map_tasks(dataset.name, needed, localizers, fingerprints, params, saliency, cascade, shape=shape)
     if methods is not None:
         tasks = [t for t in tasks if t.method in methods or t.method == LOCALIZER]
     if states is not None:
+        known = list(dict.fromkeys(state for model_states in cascade_states.values() for state in model_states))
+        unknown = [state for state in states if state not in known]
+        if unknown:
+            raise ValueError(f"states: unknown {unknown}; the models of {dataset.name} have the states {', '.join(known)}")
         tasks = [t for t in tasks if t.state in states]
-    return MapPlan(selection, tasks, cascade_states, localizers)
+    return MapPlan(selection, tasks, cascade_states, localizers, shape)
 
 
 def map_context(experiment: Experiment):
@@ -192,7 +199,7 @@ def score_one_dataset(experiment: Experiment, name: str, dataset: Dataset, plan:
     store = MapStore(experiment.layout.maps_dir(name))
 
     def maps(model, state, method, ids):
-        return store.stack(model, state, method, ids, plan.fingerprint(model, state, method))
+        return store.stack(model, state, method, ids, plan.fingerprint(model, state, method), shape=plan.shape)
 
     frame, counts = score_dataset(experiment.datasets[name], plan.selection, _truth(dataset, plan.selection),
                                   maps, roles=experiment.roles, states=plan.states,

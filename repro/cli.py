@@ -213,9 +213,9 @@ def _table(args) -> None:
 def _figure(args) -> None:
     from repro import pipeline
     experiment = _experiment(args)
+    scores, cells = pipeline.read_scores(experiment), pipeline.read_cells(experiment)   # before any data is made
     datasets = pipeline.prepare_data(experiment, progress=False)
-    for path in pipeline.stage_figures(experiment, pipeline.read_scores(experiment), pipeline.read_cells(experiment),
-                                       datasets, figures=(args.number,)):
+    for path in pipeline.stage_figures(experiment, scores, cells, datasets, figures=(args.number,)):
         print(f"wrote {path}")
 
 

@@ -20,6 +20,7 @@ import difflib
 import hashlib
 import json
 import re
+import shlex
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Literal, Optional, Union
@@ -27,6 +28,7 @@ from typing import Any, Literal, Optional, Union
 import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
 
+from repro.io import fingerprint
 from repro.layout import RunLayout
 from repro.protocol import (DATASETS, INCEPTION_STATES, KAGGLE_DATASETS, METHODS, PAPER_METHODS,
                             DatasetSpec)
@@ -417,6 +419,7 @@ class Experiment:
     settings: ExperimentSettings
     layout: RunLayout
     project_root: Path
+    overrides: tuple[str, ...] = ()   # the --set KEY.PATH=VALUE it was loaded with
 
     @property
     def models(self) -> dict[str, ModelSpec]:
@@ -481,19 +484,49 @@ class Experiment:
 
     def command(self, stage: str) -> str:
         """The command that runs `stage` of this experiment, for hints in messages: the name of a
-        kit experiment or the path of a file, and --run-dir when it is not the default one."""
+        kit experiment or the path of a file, --run-dir when it is not the default one, and the
+        --set overrides it was loaded with."""
         named = self.path.parent.resolve() == EXPERIMENTS_DIR and self.path.stem == self.name
         text = f"repro {stage} --experiment {self.name if named else self.path}"
         default = self.resolve(self.settings.run_dir or f"runs/{self.settings.name}")
         if self.layout.root.resolve() != default.resolve():
             text += f" --run-dir {self.layout.root}"
-        return text
+        return text + "".join(f" --set {shlex.quote(override)}" for override in self.overrides)
 
     @property
     def fingerprint(self) -> str:
         """SHA-256 of the resolved settings: the experiment hash in provenance records."""
         text = json.dumps(self.settings.model_dump(mode="json"), sort_keys=True)
         return hashlib.sha256(text.encode()).hexdigest()
+
+    @property
+    def results_fingerprint(self) -> str:
+        """What results/ is made from (results_settings), as one string: a run's provenance record
+        holds it, and every command that reads results compares it with this one."""
+        return fingerprint(results_settings(self.settings.model_dump(mode="json")))
+
+
+# Settings that say where a run writes and how it executes, never what a result holds.
+RUN_ONLY_SETTINGS = ("description", "run_dir", "publish_dir", "publish_readme", "allow_outside_project", "runtime")
+
+
+def results_settings(settings: dict) -> dict:
+    """The part of an experiment's settings (a model_dump, or the experiment.json a run wrote) that
+    its results are made from: every setting but RUN_ONLY_SETTINGS."""
+    return {key: value for key, value in settings.items()
+            if key in ExperimentSettings.model_fields and key not in RUN_ONLY_SETTINGS}
+
+
+def settings_changes(before: dict, now: dict, *, prefix: str = "") -> list[str]:
+    """'key.path: old then, new now' for every setting that differs between two settings dicts."""
+    changes = []
+    for key in sorted(set(before) | set(now), key=str):
+        old, new = before.get(key), now.get(key)
+        if isinstance(old, dict) and isinstance(new, dict):
+            changes += settings_changes(old, new, prefix=f"{prefix}{key}.")
+        elif old != new:
+            changes.append(f"{prefix}{key}: {json.dumps(old)} then, {json.dumps(new)} now")
+    return changes
 
 
 def _roles(evaluation: Evaluation, models: dict[str, ModelSpec]) -> Roles:
@@ -563,7 +596,7 @@ def load_experiment(name_or_path: str | Path, *, run_dir: str | Path | None = No
         raise ExperimentError(_validation_message(err, path)) from None
     project_root = REPOSITORY if path.parent.resolve() == EXPERIMENTS_DIR else path.parent.resolve()
     try:
-        experiment = _experiment(settings, path, project_root, run_dir)
+        experiment = _experiment(settings, path, project_root, run_dir, tuple(overrides))
         _check_roles(settings, experiment.models)
         _check_saliency_parameters(settings.saliency)
     except ValueError as err:
@@ -571,7 +604,8 @@ def load_experiment(name_or_path: str | Path, *, run_dir: str | Path | None = No
     return experiment
 
 
-def _experiment(settings: ExperimentSettings, path: Path, project_root: Path, run_dir) -> Experiment:
+def _experiment(settings: ExperimentSettings, path: Path, project_root: Path, run_dir,
+                overrides: tuple[str, ...]) -> Experiment:
     probe = Experiment(settings.name, path, settings, RunLayout(Path()), project_root)
     if run_dir is not None:        # the command line asked explicitly: anywhere goes
         root = Path(run_dir).expanduser()
@@ -583,7 +617,7 @@ def _experiment(settings: ExperimentSettings, path: Path, project_root: Path, ru
             _inside_project(getattr(probe, key), key, settings, project_root)
     if probe.publish_readme is not None and probe.publish_dir is None:
         raise ValueError("publish_readme needs a publish_dir: the README's results are written from it")
-    return Experiment(settings.name, path, settings, RunLayout(root), project_root)
+    return Experiment(settings.name, path, settings, RunLayout(root), project_root, overrides)
 
 
 def _inside_project(target: Path, key: str, settings: ExperimentSettings, project_root: Path) -> None:

@@ -6,6 +6,8 @@ from pathlib import Path
 import pytest
 
 from repro.cli import main
+from repro.experiments import load_experiment
+from tests.helpers import finished_results
 
 
 def run_cli(*args):
@@ -95,3 +97,54 @@ def test_maps_with_an_unknown_method_is_one_line(capsys):
     assert main(["maps", "--experiment", "smoke", "--methods", "FOO"]) == 2
     err = capsys.readouterr().err
     assert "--methods: unknown ['FOO']" in err and len(err.strip().splitlines()) == 1
+
+
+def test_results_of_other_settings_are_refused_by_every_command_that_reads_them(tmp_path, capsys):
+    run = tmp_path / "run"
+    finished_results(load_experiment("smoke", run_dir=run))
+    common = ["--experiment", "smoke", "--run-dir", str(run)]
+    assert main(["table", "3", *common]) == 0 and "| XRAI " in capsys.readouterr().out
+    assert main(["table", "3", *common, "--set", "runtime.threads=3"]) == 0    # how a run executes: no result changes
+    capsys.readouterr()
+    for command in (["table", "3"], ["figure", "2"], ["grade"]):
+        assert main([*command, *common, "--set", "train.epochs=7"]) == 2, command
+        printed = capsys.readouterr()
+        assert printed.err == (f"repro: error: {run / 'results'} holds results made with other settings than these: "
+                               f"train.epochs: 1 then, 7 now (run: repro all --experiment smoke --run-dir {run} "
+                               "--set train.epochs=7)\n"), command
+        assert printed.out == ""
+    assert sorted(p.name for p in run.iterdir()) == ["experiment.json", "provenance.json", "results"]   # no data made
+
+
+def test_results_after_an_edited_experiment_file_are_refused(tmp_path, capsys):
+    smoke = (Path(__file__).resolve().parents[1] / "experiments" / "smoke.yaml").read_text()
+    path = tmp_path / "mine.yaml"
+    path.write_text(smoke)
+    finished_results(load_experiment(path, run_dir=tmp_path / "run"))
+    common = ["--experiment", str(path), "--run-dir", str(tmp_path / "run")]
+    assert main(["grade", *common]) == 0 and "24 of 25 of the paper's findings agree" in capsys.readouterr().out
+    path.write_text(smoke.replace("ssim_images: 3", "ssim_images: 13"))
+    assert main(["grade", *common]) == 2
+    assert ("holds results made with other settings than these: evaluation.ssim_images: 3 then, 13 now (run: repro all "
+            f"--experiment {path} --run-dir {tmp_path / 'run'})\n") in capsys.readouterr().err
+
+
+@pytest.mark.parametrize("damage, message", [
+    ("edited cells", r"cells.csv is not the file the last finished run wrote \(a run that did not finish, or an edit"),
+    ("null provenance", r"cells.csv: the record of the run that made it is missing or damaged \(.*provenance.json: "
+                        r"expected a JSON object, got null\)"),
+    ("no provenance", r"cells.csv: the record of the run that made it is missing or damaged"),
+])
+def test_results_that_no_finished_run_recorded_are_refused(tmp_path, capsys, damage, message):
+    import re
+    finished_results(load_experiment("smoke", run_dir=tmp_path))
+    if damage == "edited cells":
+        with open(tmp_path / "results" / "cells.csv", "a") as cells:
+            cells.write("3,siim,XRAI,AUPRC,0.9,0.1,,,100,replicates,,,,False\n")
+    elif damage == "null provenance":
+        (tmp_path / "provenance.json").write_text("null")
+    else:
+        (tmp_path / "provenance.json").unlink()
+    assert main(["table", "3", "--experiment", "smoke", "--run-dir", str(tmp_path)]) == 2
+    err = capsys.readouterr().err
+    assert re.search(message, err) and "(run: repro all --experiment smoke" in err and len(err.splitlines()) == 1

@@ -162,3 +162,22 @@ def test_aliases_in_proportion_are_welcome(tmp_path):
     path.write_text(path.read_text().replace("train:\n", shared))
     experiment = load_experiment(path)
     assert experiment.train_settings("unet").epochs == experiment.train_settings("densenet121").patience == 2
+
+
+def test_the_results_fingerprint_follows_only_what_results_are_made_from(tmp_path):
+    path = write(tmp_path)
+    base = load_experiment(path).results_fingerprint
+    for override in ("runtime.threads=2", "runtime.cluster=local:2", "description=another", "publish_dir=out",
+                     "run_dir=elsewhere"):
+        experiment = load_experiment(path, overrides=[override])
+        assert experiment.results_fingerprint == base, override
+    for override in ("train.epochs=2", "evaluation.ssim_images=20", "saliency.seed=3", "data.input_size=96"):
+        assert load_experiment(path, overrides=[override]).results_fingerprint != base, override
+
+
+def test_settings_changes_name_each_key_path():
+    from repro.experiments import settings_changes
+    before = {"train": {"epochs": 1, "augment": {"flip": True}}, "saliency": {"methods": ["GRAD", "IG"]}}
+    now = {"train": {"epochs": 7, "augment": {"flip": True}}, "saliency": {"methods": ["GRAD"]}, "extra": None}
+    assert settings_changes(before, now) == ['saliency.methods: ["GRAD", "IG"] then, ["GRAD"] now',
+                                             "train.epochs: 1 then, 7 now"]

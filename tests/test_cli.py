@@ -7,7 +7,7 @@ import pytest
 
 from repro.cli import main
 from repro.experiments import load_experiment
-from tests.helpers import finished_results
+from tests.helpers import copy_run, finished_results
 
 
 def run_cli(*args):
@@ -28,6 +28,7 @@ def test_help_everywhere(args, capsys):
     (["data", "make-phantoms", "--out", "x", "--n", "0"], "expected a positive integer"),
     (["data", "summary", "--dataset", "siim"], "the following arguments are required: --root"),
     (["frobnicate"], "invalid choice"),
+    (["maps", "--states", " , "], "expected comma-separated names, got ' , '"),
 ])
 def test_wrong_arguments_give_one_line(args, message, capsys):
     with pytest.raises(SystemExit) as exit_info:
@@ -148,3 +149,30 @@ def test_results_that_no_finished_run_recorded_are_refused(tmp_path, capsys, dam
     assert main(["table", "3", "--experiment", "smoke", "--run-dir", str(tmp_path)]) == 2
     err = capsys.readouterr().err
     assert re.search(message, err) and "(run: repro all --experiment smoke" in err and len(err.splitlines()) == 1
+
+
+def test_sigterm_ends_a_command_as_ctrl_c_does(monkeypatch, capsys):
+    import os
+    import signal
+    import time
+
+    import repro.cli as cli
+
+    def terminated(args):
+        os.kill(os.getpid(), signal.SIGTERM)
+        time.sleep(30)      # the handler interrupts it
+        raise AssertionError("SIGTERM did not stop the command")
+    monkeypatch.setattr(cli, "_config", terminated)
+    before = signal.getsignal(signal.SIGTERM)
+    assert main(["config", "--experiment", "smoke"]) == 143
+    assert capsys.readouterr().err == "repro: interrupted; run the same command again to continue\n"
+    assert signal.getsignal(signal.SIGTERM) is before
+
+
+def test_maps_with_an_unknown_state_names_the_models_states(smoke_run, tmp_path, capsys):
+    copy_run(smoke_run, tmp_path, parts=("data", "cache", "models"))
+    assert main(["maps", "--experiment", "smoke", "--run-dir", str(tmp_path), "--states", "original,foo"]) == 2
+    err = capsys.readouterr().err
+    assert err == ("repro: error: states: unknown ['foo']; the models of siim have the states original, logits, "
+                   f"{', '.join(f'mixed{k}' for k in range(10, 0, -1))}\n")
+    assert not (tmp_path / "maps").exists()

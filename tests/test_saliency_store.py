@@ -107,3 +107,20 @@ def test_xrai_segments_computed_once_per_image_then_reused(tmp_path, monkeypatch
     assert len(calls) == 2                                    # a new cache (a new process) read them from disk
     for a, b in zip(first, again):
         assert all(np.array_equal(x, y) for x, y in zip(a, b))
+
+
+@pytest.mark.parametrize("damage", ["truncated", "another image's segments"])
+def test_damaged_xrai_segments_are_named_and_made_again(tmp_path, damage, caplog):
+    from repro.saliency import SegmentCache
+    image = np.random.default_rng(1).uniform(0, 255, (32, 32, 3)).astype(np.float32)
+    segments = SegmentCache(tmp_path).get(image)
+    path = next(tmp_path.iterdir())
+    if damage == "truncated":
+        path.write_bytes(path.read_bytes()[:60])
+    else:
+        np.save(open(path, "wb"), np.zeros((3, 16, 2), np.uint8))
+    with caplog.at_level(logging.WARNING):
+        again = SegmentCache(tmp_path).get(image)
+    assert f"{path} is damaged" in caplog.text and "segmenting the image again" in caplog.text
+    assert all(np.array_equal(a, b) for a, b in zip(segments, again)) and len(again) == len(segments)
+    assert all(np.array_equal(a, b) for a, b in zip(segments, SegmentCache(tmp_path).get(image)))   # rewritten whole

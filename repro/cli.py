@@ -3,21 +3,32 @@
 Exit codes: 0 done; 2 bad arguments, a bad experiment or input file, or any other error (one line
 on stderr naming the file, row or key; -v shows the traceback); 3 `repro all` finished but a harness
 control check failed (the run's results are written, and the failed check is printed); 130
-interrupted (run the same command again to continue).
+interrupted (Ctrl-C), 143 terminated (SIGTERM): either way run the same command again to continue.
 """
 from __future__ import annotations
 
 import argparse
 import logging
 import os
+import signal
 import sys
+import threading
 from pathlib import Path
 
 import repro.runtime  # noqa: F401  (TensorFlow's logging settings, before anything starts it)
 
 
 log = logging.getLogger("repro")
-EXIT_ERROR, EXIT_INTERRUPTED = 2, 130
+EXIT_ERROR, EXIT_INTERRUPTED, EXIT_TERMINATED = 2, 130, 143   # 128 + SIGINT, 128 + SIGTERM
+
+
+class Terminated(KeyboardInterrupt):
+    """SIGTERM (a kill, a batch system's time limit): unwound like Ctrl-C, through every `finally`
+    (the run lock released, temporary files removed), and reported the same way."""
+
+
+def _terminate(signum, frame):
+    raise Terminated
 
 
 class _Parser(argparse.ArgumentParser):
@@ -38,7 +49,10 @@ def _positive_int(text: str) -> int:
 
 
 def _names(text: str) -> list[str]:
-    return [t.strip() for t in text.split(",") if t.strip()]
+    names = [t.strip() for t in text.split(",") if t.strip()]
+    if not names:
+        raise argparse.ArgumentTypeError(f"expected comma-separated names, got {text!r}")
+    return names
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -141,6 +155,7 @@ def main(argv: list[str] | None = None) -> int:
     logging.basicConfig(level=logging.INFO if args.verbose else logging.WARNING, format="%(levelname)s: %(message)s")
     if args.verbose:   # TensorFlow's C++ messages too (read when it starts, also in worker processes)
         os.environ["TF_CPP_MIN_LOG_LEVEL"] = "0"
+    restore_sigterm = _stop_on_sigterm()
     try:
         return args.handler(args) or 0
     except (ValueError, OSError, LookupError) as err:  # our errors name the file, row or key
@@ -148,9 +163,20 @@ def main(argv: list[str] | None = None) -> int:
             raise
         print(f"repro: error: {' '.join(str(err).split())}", file=sys.stderr)
         return EXIT_ERROR
-    except KeyboardInterrupt:
+    except KeyboardInterrupt as stop:
         print("repro: interrupted; run the same command again to continue", file=sys.stderr)
-        return EXIT_INTERRUPTED
+        return EXIT_TERMINATED if isinstance(stop, Terminated) else EXIT_INTERRUPTED
+    finally:
+        restore_sigterm()
+
+
+def _stop_on_sigterm():
+    """SIGTERM raises Terminated from here on; returns what puts the earlier handler back. (Python
+    lets only the main thread set handlers: called from another thread, nothing changes.)"""
+    if threading.current_thread() is not threading.main_thread():
+        return lambda: None
+    previous = signal.signal(signal.SIGTERM, _terminate)
+    return lambda: signal.signal(signal.SIGTERM, signal.SIG_DFL if previous is None else previous)
 
 
 def _dataset(args):
@@ -274,9 +300,9 @@ def _table(args) -> None:
 def _figure(args) -> None:
     from repro import pipeline
     experiment = _experiment(args)
+    scores, cells = pipeline.read_scores(experiment), pipeline.read_cells(experiment)   # before any data is made
     datasets = pipeline.prepare_data(experiment, progress=False)
-    for path in pipeline.stage_figures(experiment, pipeline.read_scores(experiment), pipeline.read_cells(experiment),
-                                       datasets, figures=(args.number,)):
+    for path in pipeline.stage_figures(experiment, scores, cells, datasets, figures=(args.number,)):
         print(f"wrote {path}")
 
 

@@ -20,6 +20,7 @@ import difflib
 import hashlib
 import json
 import re
+import shlex
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Literal, Optional, Union
@@ -27,6 +28,7 @@ from typing import Any, Literal, Optional, Union
 import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
 
+from repro.io import fingerprint
 from repro.layout import RunLayout
 from repro.protocol import (DATASETS, INCEPTION_STATES, KAGGLE_DATASETS, METHODS, PAPER_METHODS,
                             DatasetSpec)
@@ -424,6 +426,7 @@ class Experiment:
     settings: ExperimentSettings
     layout: RunLayout
     project_root: Path
+    overrides: tuple[str, ...] = ()   # the --set KEY.PATH=VALUE it was loaded with
 
     @property
     def models(self) -> dict[str, ModelSpec]:
@@ -488,19 +491,49 @@ class Experiment:
 
     def command(self, stage: str) -> str:
         """The command that runs `stage` of this experiment, for hints in messages: the name of a
-        kit experiment or the path of a file, and --run-dir when it is not the default one."""
+        kit experiment or the path of a file, --run-dir when it is not the default one, and the
+        --set overrides it was loaded with."""
         named = self.path.parent.resolve() == EXPERIMENTS_DIR and self.path.stem == self.name
         text = f"repro {stage} --experiment {self.name if named else self.path}"
         default = self.resolve(self.settings.run_dir or f"runs/{self.settings.name}")
         if self.layout.root.resolve() != default.resolve():
             text += f" --run-dir {self.layout.root}"
-        return text
+        return text + "".join(f" --set {shlex.quote(override)}" for override in self.overrides)
 
     @property
     def fingerprint(self) -> str:
         """SHA-256 of the resolved settings: the experiment hash in provenance records."""
         text = json.dumps(self.settings.model_dump(mode="json"), sort_keys=True)
         return hashlib.sha256(text.encode()).hexdigest()
+
+    @property
+    def results_fingerprint(self) -> str:
+        """What results/ is made from (results_settings), as one string: a run's provenance record
+        holds it, and every command that reads results compares it with this one."""
+        return fingerprint(results_settings(self.settings.model_dump(mode="json")))
+
+
+# Settings that say where a run writes and how it executes, never what a result holds.
+RUN_ONLY_SETTINGS = ("description", "run_dir", "publish_dir", "publish_readme", "allow_outside_project", "runtime")
+
+
+def results_settings(settings: dict) -> dict:
+    """The part of an experiment's settings (a model_dump, or the experiment.json a run wrote) that
+    its results are made from: every setting but RUN_ONLY_SETTINGS."""
+    return {key: value for key, value in settings.items()
+            if key in ExperimentSettings.model_fields and key not in RUN_ONLY_SETTINGS}
+
+
+def settings_changes(before: dict, now: dict, *, prefix: str = "") -> list[str]:
+    """'key.path: old then, new now' for every setting that differs between two settings dicts."""
+    changes = []
+    for key in sorted(set(before) | set(now), key=str):
+        old, new = before.get(key), now.get(key)
+        if isinstance(old, dict) and isinstance(new, dict):
+            changes += settings_changes(old, new, prefix=f"{prefix}{key}.")
+        elif old != new:
+            changes.append(f"{prefix}{key}: {json.dumps(old)} then, {json.dumps(new)} now")
+    return changes
 
 
 def _roles(evaluation: Evaluation, models: dict[str, ModelSpec]) -> Roles:
@@ -551,22 +584,26 @@ def load_experiment(name_or_path: str | Path, *, run_dir: str | Path | None = No
                     overrides: list[str] | tuple[str, ...] = ()) -> Experiment:
     """Read, override (`key.path=value`, the value read as YAML) and validate an experiment."""
     path = _experiment_path(name_or_path)
+    text = path.read_text()
     try:
-        raw = yaml.safe_load(path.read_text())
+        raw = yaml.safe_load(text)
     except yaml.YAMLError as err:
         raise ExperimentError(f"{path}: not valid YAML ({_one_line(err)})") from None
+    except RecursionError:
+        raise ExperimentError(f"{path}: nested too deeply to be an experiment") from None
     if not isinstance(raw, dict):
         raise ExperimentError(f"{path}: expected a mapping at the top level")
     raw.setdefault("name", path.stem)
     for override in overrides:
         _apply_override(raw, override, path)
+    _check_alias_expansion(raw, len(text.encode()) + sum(len(o.encode()) for o in overrides), path)
     try:
         settings = ExperimentSettings.model_validate(raw)
     except ValidationError as err:
         raise ExperimentError(_validation_message(err, path)) from None
     project_root = REPOSITORY if path.parent.resolve() == EXPERIMENTS_DIR else path.parent.resolve()
     try:
-        experiment = _experiment(settings, path, project_root, run_dir)
+        experiment = _experiment(settings, path, project_root, run_dir, tuple(overrides))
         _check_roles(settings, experiment.models)
         _check_saliency_parameters(settings.saliency)
     except ValueError as err:
@@ -574,7 +611,8 @@ def load_experiment(name_or_path: str | Path, *, run_dir: str | Path | None = No
     return experiment
 
 
-def _experiment(settings: ExperimentSettings, path: Path, project_root: Path, run_dir) -> Experiment:
+def _experiment(settings: ExperimentSettings, path: Path, project_root: Path, run_dir,
+                overrides: tuple[str, ...]) -> Experiment:
     probe = Experiment(settings.name, path, settings, RunLayout(Path()), project_root)
     if run_dir is not None:        # the command line asked explicitly: anywhere goes
         root = Path(run_dir).expanduser()
@@ -586,7 +624,7 @@ def _experiment(settings: ExperimentSettings, path: Path, project_root: Path, ru
             _inside_project(getattr(probe, key), key, settings, project_root)
     if probe.publish_readme is not None and probe.publish_dir is None:
         raise ValueError("publish_readme needs a publish_dir: the README's results are written from it")
-    return Experiment(settings.name, path, settings, RunLayout(root), project_root)
+    return Experiment(settings.name, path, settings, RunLayout(root), project_root, overrides)
 
 
 def _inside_project(target: Path, key: str, settings: ExperimentSettings, project_root: Path) -> None:
@@ -627,6 +665,39 @@ def _experiment_path(name_or_path: str | Path) -> Path:
     return path
 
 
+# YAML aliases (*name) repeat a block by reference; nested ones multiply ("billion laughs": 500
+# bytes that stand for 10^8 values). PyYAML builds them as shared objects, cheaply, but pydantic
+# validates every repetition: a file whose aliases expand it beyond this many values per byte
+# (plus a floor for small files) is refused before validation. Plain files hold fewer values than bytes.
+ALIAS_EXPANSION_PER_BYTE, ALIAS_EXPANSION_FLOOR = 10, 10_000
+
+
+def _check_alias_expansion(raw: dict, size_bytes: int, path: Path) -> None:
+    """ExperimentError when `raw`, its aliases written out, would hold more values than a file of
+    `size_bytes` bytes plausibly does, or when an alias holds itself (a structure without end)."""
+    counted: dict[int, int] = {}   # id of a mapping or list -> its values, aliases written out
+    open_blocks: set[int] = set()
+
+    def values(node) -> int:
+        if not isinstance(node, (dict, list)):
+            return 1
+        if id(node) in counted:
+            return counted[id(node)]
+        if id(node) in open_blocks:
+            raise ExperimentError(f"{path}: an alias refers to a block that holds it (a structure without end)")
+        open_blocks.add(id(node))
+        items = list(node.keys()) + list(node.values()) if isinstance(node, dict) else node
+        counted[id(node)] = 1 + sum(values(item) for item in items)
+        open_blocks.discard(id(node))
+        return counted[id(node)]
+
+    limit = ALIAS_EXPANSION_FLOOR + ALIAS_EXPANSION_PER_BYTE * size_bytes
+    expanded = values(raw)
+    if expanded > limit:
+        raise ExperimentError(f"{path}: its aliases (*name) expand {size_bytes:,} bytes to {expanded:,} values, "
+                              f"more than the {limit:,} an experiment of that size may hold; refused before validation")
+
+
 def _apply_override(raw: dict, override: str, path: Path) -> None:
     """`a.b.c=value`: set raw[a][b][c] to the value read as YAML (so 5 is a number, [x, y] a list)."""
     key, sep, text = override.partition("=")
@@ -634,7 +705,7 @@ def _apply_override(raw: dict, override: str, path: Path) -> None:
         raise ExperimentError(f"--set {override!r}: expected KEY.PATH=VALUE, e.g. evaluation.utility_images=10")
     try:
         value = yaml.safe_load(text)
-    except yaml.YAMLError as err:
+    except (yaml.YAMLError, RecursionError) as err:
         raise ExperimentError(f"--set {override!r}: the value is not valid YAML ({_one_line(err)})") from None
     parts = key.strip().split(".")
     node = raw

@@ -78,6 +78,29 @@ def _json_default(value):
     raise TypeError(f"not JSON serialisable: {type(value).__name__}")
 
 
+def read_json_object(path: str | os.PathLike) -> dict:
+    """A JSON file that holds one object (a record, a state, a stamp): its dict. ValueError naming
+    the file when it cannot be read, is not JSON, or holds something else (null, a list, a number):
+    every such record is damaged alike."""
+    try:
+        text = Path(path).read_text()
+    except (OSError, UnicodeDecodeError) as err:
+        raise ValueError(f"{path}: cannot be read ({' '.join(str(err).split())})") from None
+    return json_object(text, path)
+
+
+def json_object(text: str, where: str | os.PathLike) -> dict:
+    """`text` parsed as a JSON object; ValueError naming `where` otherwise (see read_json_object)."""
+    try:
+        value = json.loads(text)
+    except ValueError as err:
+        raise ValueError(f"{where}: not valid JSON ({err})") from None
+    if not isinstance(value, dict):
+        kind = "null" if value is None else {list: "an array", str: "a string", bool: "a boolean"}.get(type(value), "a number")
+        raise ValueError(f"{where}: expected a JSON object, got {kind}")
+    return value
+
+
 def sha256_file(path: str | os.PathLike) -> str:
     digest = hashlib.sha256()
     with open(path, "rb") as handle:

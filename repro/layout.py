@@ -9,7 +9,8 @@
                                               <model>.partial/ while training
       maps/<dataset>/<model>/<state>/<method>/<image>.npz    one saliency map per file
       maps/<dataset>/xrai-segments/           XRAI's segments, shared by every model and state
-      results/                                scores, tables, figures, grade, provenance
+      results/                                scores, tables, figures, grade
+      provenance.json                         what the results were made from and by (written last)
       previews/<dataset>.png, data-summary.json
 
 Stages receive a RunLayout (or the paths it gives) and never build paths of their own.
@@ -66,6 +67,11 @@ class RunLayout:
 
     def segments_dir(self, dataset: str) -> Path:
         return self.maps_dir(dataset) / "xrai-segments"
+
+    @property
+    def provenance_file(self) -> Path:
+        """Where the results came from (repro.provenance), written last by a finished run."""
+        return self.root / "provenance.json"
 
     @property
     def results_dir(self) -> Path:

@@ -9,7 +9,6 @@ Stages that need TensorFlow import it inside the function, so that light command
 """
 from __future__ import annotations
 
-import json
 import logging
 from dataclasses import dataclass
 from pathlib import Path
@@ -23,8 +22,9 @@ from repro.evaluation.plan import LOCALIZER, MapTask, map_tasks, needed_maps
 from repro.evaluation.scoring import SCORE_COLUMNS, TruthFor, score_dataset
 from repro.evaluation.selection import ImageSelection, indices_of, select_images
 from repro.execution import InProcess, executor_for
-from repro.experiments import REPOSITORY, Experiment, resolved_config, resolved_parameters
-from repro.io import RunLock, write_bytes, write_json, write_text
+from repro.experiments import (REPOSITORY, Experiment, resolved_config, resolved_parameters, results_settings,
+                               settings_changes)
+from repro.io import RunLock, fingerprint, read_json_object, sha256_file, write_bytes, write_json, write_text
 from repro.protocol import CONTROLS, INCEPTION_STATES
 from repro.provenance import StageClock, provenance_record
 from repro.report.summary import RunReport, check_controls, report_markdown
@@ -41,6 +41,7 @@ class MapPlan:
     tasks: list[MapTask]
     states: dict[str, tuple[str, ...]]
     localizers: tuple[str, ...]
+    shape: tuple[int, int]      # every map's: the model input's
 
     def fingerprint(self, model: str, state: str, method: str) -> str:
         for task in self.tasks:
@@ -126,7 +127,7 @@ def model_summary(records: list[dict]) -> dict:
 
 def plan_maps(experiment: Experiment, dataset: Dataset, *, methods=None, states=None) -> MapPlan:
     """What the tests need of one data set: selection, chunks of maps, fingerprints."""
-    from repro.models.records import finished_record, model_fingerprint
+    from repro.models.records import model_fingerprint, unusable_model
     roles, models = experiment.roles, experiment.models
     if not roles.replicates:
         raise ValueError(f"{experiment.path}: no classifier to explain: the experiment needs models")
@@ -141,8 +142,9 @@ def plan_maps(experiment: Experiment, dataset: Dataset, *, methods=None, states=
             fingerprints[name] = model_fingerprint(spec, None, dataset)
         else:
             wanted = model_fingerprint(spec, experiment.train_settings(spec.arch), dataset)
-            if finished_record(experiment.layout, dataset.name, name, wanted) is None:
-                raise FileNotFoundError(f"{dataset.name}/{name} is not trained for these settings "
+            unusable = unusable_model(experiment.layout, dataset.name, name, wanted)
+            if unusable is not None:
+                raise FileNotFoundError(f"{dataset.name}/{name} cannot be used: {unusable} "
                                         f"(run: {experiment.command('train')})")
             fingerprints[name] = wanted
     cascade = experiment.settings.evaluation.cascade
@@ -158,12 +160,17 @@ def plan_maps(experiment: Experiment, dataset: Dataset, *, methods=None, states=
     needed = needed_maps(selection, roles, cascade_states, localizers)
     saliency = experiment.settings.saliency
     params = resolved_parameters(saliency)
-    tasks = map_tasks(dataset.name, needed, localizers, fingerprints, params, saliency, cascade)
+    shape = (dataset.size, dataset.size)
+    tasks = map_tasks(dataset.name, needed, localizers, fingerprints, params, saliency, cascade, shape=shape)
     if methods is not None:
         tasks = [t for t in tasks if t.method in methods or t.method == LOCALIZER]
     if states is not None:
+        known = list(dict.fromkeys(state for model_states in cascade_states.values() for state in model_states))
+        unknown = [state for state in states if state not in known]
+        if unknown:
+            raise ValueError(f"states: unknown {unknown}; the models of {dataset.name} have the states {', '.join(known)}")
         tasks = [t for t in tasks if t.state in states]
-    return MapPlan(selection, tasks, cascade_states, localizers)
+    return MapPlan(selection, tasks, cascade_states, localizers, shape)
 
 
 def map_context(experiment: Experiment):
@@ -202,7 +209,7 @@ def score_one_dataset(experiment: Experiment, name: str, dataset: Dataset, plan:
     store = MapStore(experiment.layout.maps_dir(name))
 
     def maps(model, state, method, ids):
-        return store.stack(model, state, method, ids, plan.fingerprint(model, state, method))
+        return store.stack(model, state, method, ids, plan.fingerprint(model, state, method), shape=plan.shape)
 
     frame, counts = score_dataset(experiment.datasets[name], plan.selection, _truth(dataset, plan.selection),
                                   maps, roles=experiment.roles, states=plan.states,
@@ -366,7 +373,7 @@ def _run_stages(experiment: Experiment, clock: StageClock, cluster: str | None, 
     report = RunReport(experiment, cells, grade, check_controls(cells))
     write_text(layout.result("report.md"), report_markdown(report))
     report.provenance = provenance_record(experiment, clock, cluster=cluster, repository=REPOSITORY)
-    write_json(layout.root / "provenance.json", report.provenance)
+    write_json(layout.provenance_file, report.provenance)
     publish(experiment)
     return report
 
@@ -383,7 +390,7 @@ def publish(experiment: Experiment) -> list[Path]:
     if target is None:
         return []
     copied = []
-    sources = [experiment.layout.result(name) for name in PUBLISHED_FILES] + [experiment.layout.root / "provenance.json"]
+    sources = [experiment.layout.result(name) for name in PUBLISHED_FILES] + [experiment.layout.provenance_file]
     for source in sources:
         if source.is_file():
             copied.append(write_bytes(target / source.name, source.read_bytes()))
@@ -393,18 +400,56 @@ def publish(experiment: Experiment) -> list[Path]:
     return copied
 
 
-def read_scores(experiment: Experiment) -> pd.DataFrame:
-    path = experiment.layout.result("scores.csv")
+def current_result(experiment: Experiment, name: str, what: str) -> Path:
+    """results/<name>, checked before anyone reads it: the finished run that provenance.json records
+    wrote it (its SHA-256 is there), with the settings the experiment has now (the results
+    fingerprint is there). Otherwise an error saying why, with the command that brings the results
+    up to date. Every reader of results (tables, figures, grade, report, notebooks) goes through
+    here, so that none shows results of other settings as if they were these."""
+    layout, update = experiment.layout, f"run: {experiment.command('all')}"
+    path = layout.result(name)
     if not path.is_file():
-        raise FileNotFoundError(f"{path}: no scores yet (run: {experiment.command('all')})")
-    return pd.read_csv(path, dtype={"image": str, "model": str})
+        raise FileNotFoundError(f"{path}: no {what} yet ({update})")
+    try:
+        provenance = read_json_object(layout.provenance_file)
+    except ValueError as err:
+        raise ValueError(f"{path}: the record of the run that made it is missing or damaged ({err}), so its "
+                         f"settings are unknown ({update})") from None
+    made_with = provenance.get("results_fingerprint")
+    if made_with != experiment.results_fingerprint:
+        raise ValueError(f"{layout.results_dir} holds results made with other settings than these"
+                         f"{_settings_changes(experiment, made_with)} ({update})")
+    digests = provenance.get("results_sha256")
+    if not isinstance(digests, dict) or digests.get(name) != sha256_file(path):
+        raise ValueError(f"{path} is not the file the last finished run wrote (a run that did not finish, or "
+                         f"an edit, changed it) ({update})")
+    return path
+
+
+def _settings_changes(experiment: Experiment, made_with) -> str:
+    """': key: old then, new now; ...' when the run directory's experiment.json holds the settings
+    the results were made with (it is written when a run starts); '' when it does not."""
+    try:
+        before = results_settings(read_json_object(experiment.layout.settings_file))
+    except ValueError:
+        return ""
+    if fingerprint(before) != made_with:
+        return ""
+    changes = settings_changes(before, results_settings(experiment.settings.model_dump(mode="json")))
+    if not changes:
+        return ""
+    return ": " + "; ".join(changes[:3]) + (f" (and {len(changes) - 3} more)" if len(changes) > 3 else "")
+
+
+def read_scores(experiment: Experiment) -> pd.DataFrame:
+    """The run's scores.csv (per image), made with the experiment's current settings."""
+    return pd.read_csv(current_result(experiment, "scores.csv", "scores"), dtype={"image": str, "model": str})
 
 
 def read_cells(experiment: Experiment) -> pd.DataFrame:
-    """The run's cells.csv (Tables 2-4 in the published schema, with n and stability)."""
-    path = experiment.layout.result("cells.csv")
-    if not path.is_file():
-        raise FileNotFoundError(f"{path}: no tables yet (run: {experiment.command('all')})")
+    """The run's cells.csv (Tables 2-4 in the published schema, with n and stability), made with
+    the experiment's current settings."""
+    path = current_result(experiment, "cells.csv", "tables")
     cells = pd.read_csv(path, dtype={"p": str, "verdict": str, "form": str, "comparison": str},
                         keep_default_na=False, na_values={c: [""] for c in ("mean", "sd", "bootstrap_agreement",
                                                                            "replicate_agreement")})
@@ -414,12 +459,10 @@ def read_cells(experiment: Experiment) -> pd.DataFrame:
 
 def read_report(experiment: Experiment) -> RunReport:
     """The report of the last finished run, from its files."""
-    cells = read_cells(experiment)
+    cells = read_cells(experiment)   # checked: made with these settings
     grade_path = experiment.layout.result("grade.json")
-    grade = json.loads(grade_path.read_text()) if grade_path.is_file() else None
-    provenance_path = experiment.layout.root / "provenance.json"
-    provenance = json.loads(provenance_path.read_text()) if provenance_path.is_file() else {}
-    return RunReport(experiment, cells, grade, check_controls(cells), provenance)
+    grade = read_json_object(grade_path) if grade_path.is_file() else None
+    return RunReport(experiment, cells, grade, check_controls(cells), read_json_object(experiment.layout.provenance_file))
 
 
 def notebook_experiment() -> Experiment:

@@ -124,6 +124,8 @@ def provenance_record(experiment, clock: StageClock, *, cluster: str | None, rep
     return {
         "experiment": experiment.name,
         "experiment_hash": experiment.fingerprint,
+        # What results/ was made from: every command that reads results checks it (repro.pipeline).
+        "results_fingerprint": experiment.results_fingerprint,
         "seeds": {"saliency": settings.saliency.seed, "image_sample": settings.evaluation.sample_seed,
                   "random_pairs": settings.evaluation.pair_seed, "cascade": settings.evaluation.cascade.seed,
                   "bootstrap": settings.evaluation.stability.seed,

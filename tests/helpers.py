@@ -55,6 +55,25 @@ def synthetic_scores(dataset: str = "siim", n_images: int = 25, seed: int = 0, m
     return pd.DataFrame(rows, columns=SCORE_COLUMNS)
 
 
+def finished_results(experiment) -> None:
+    """What a finished run of `experiment` leaves for the commands that read results, in seconds:
+    experiment.json, results/cells.csv (the paper's own cells), results/scores.csv (planted) and
+    provenance.json as the pipeline writes it. No data, models or maps."""
+    from repro.experiments import REPOSITORY, resolved_config
+    from repro.io import write_json, write_text
+    from repro.provenance import StageClock, provenance_record
+    from repro.report.published import published_cells
+    layout = experiment.layout
+    write_json(layout.settings_file, resolved_config(experiment))
+    cells = published_cells().assign(n=100, form="replicates", comparison="", bootstrap_agreement=np.nan,
+                                     replicate_agreement=np.nan, fragile=False)
+    write_text(layout.result("cells.csv"), cells.to_csv(index=False))
+    write_text(layout.result("scores.csv"), synthetic_scores(n_images=3).to_csv(index=False))
+    clock = StageClock()
+    clock.stop()
+    write_json(layout.provenance_file, provenance_record(experiment, clock, cluster=None, repository=REPOSITORY))
+
+
 def copy_run(run, target, *, parts=("data", "cache", "models", "maps", "results")):
     """A copy of a run directory's parts (mtimes kept, so the data fingerprints still match)."""
     for part in parts:

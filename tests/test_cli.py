@@ -6,6 +6,8 @@ from pathlib import Path
 import pytest
 
 from repro.cli import main
+from repro.experiments import load_experiment
+from tests.helpers import copy_run, finished_results
 
 
 def run_cli(*args):
@@ -26,6 +28,7 @@ def test_help_everywhere(args, capsys):
     (["data", "make-phantoms", "--out", "x", "--n", "0"], "expected a positive integer"),
     (["data", "summary", "--dataset", "siim"], "the following arguments are required: --root"),
     (["frobnicate"], "invalid choice"),
+    (["maps", "--states", " , "], "expected comma-separated names, got ' , '"),
 ])
 def test_wrong_arguments_give_one_line(args, message, capsys):
     with pytest.raises(SystemExit) as exit_info:
@@ -95,3 +98,81 @@ def test_maps_with_an_unknown_method_is_one_line(capsys):
     assert main(["maps", "--experiment", "smoke", "--methods", "FOO"]) == 2
     err = capsys.readouterr().err
     assert "--methods: unknown ['FOO']" in err and len(err.strip().splitlines()) == 1
+
+
+def test_results_of_other_settings_are_refused_by_every_command_that_reads_them(tmp_path, capsys):
+    run = tmp_path / "run"
+    finished_results(load_experiment("smoke", run_dir=run))
+    common = ["--experiment", "smoke", "--run-dir", str(run)]
+    assert main(["table", "3", *common]) == 0 and "| XRAI " in capsys.readouterr().out
+    assert main(["table", "3", *common, "--set", "runtime.threads=3"]) == 0    # how a run executes: no result changes
+    capsys.readouterr()
+    for command in (["table", "3"], ["figure", "2"], ["grade"]):
+        assert main([*command, *common, "--set", "train.epochs=7"]) == 2, command
+        printed = capsys.readouterr()
+        assert printed.err == (f"repro: error: {run / 'results'} holds results made with other settings than these: "
+                               f"train.epochs: 1 then, 7 now (run: repro all --experiment smoke --run-dir {run} "
+                               "--set train.epochs=7)\n"), command
+        assert printed.out == ""
+    assert sorted(p.name for p in run.iterdir()) == ["experiment.json", "provenance.json", "results"]   # no data made
+
+
+def test_results_after_an_edited_experiment_file_are_refused(tmp_path, capsys):
+    smoke = (Path(__file__).resolve().parents[1] / "experiments" / "smoke.yaml").read_text()
+    path = tmp_path / "mine.yaml"
+    path.write_text(smoke)
+    finished_results(load_experiment(path, run_dir=tmp_path / "run"))
+    common = ["--experiment", str(path), "--run-dir", str(tmp_path / "run")]
+    assert main(["grade", *common]) == 0 and "24 of 25 of the paper's findings agree" in capsys.readouterr().out
+    path.write_text(smoke.replace("ssim_images: 3", "ssim_images: 13"))
+    assert main(["grade", *common]) == 2
+    assert ("holds results made with other settings than these: evaluation.ssim_images: 3 then, 13 now (run: repro all "
+            f"--experiment {path} --run-dir {tmp_path / 'run'})\n") in capsys.readouterr().err
+
+
+@pytest.mark.parametrize("damage, message", [
+    ("edited cells", r"cells.csv is not the file the last finished run wrote \(a run that did not finish, or an edit"),
+    ("null provenance", r"cells.csv: the record of the run that made it is missing or damaged \(.*provenance.json: "
+                        r"expected a JSON object, got null\)"),
+    ("no provenance", r"cells.csv: the record of the run that made it is missing or damaged"),
+])
+def test_results_that_no_finished_run_recorded_are_refused(tmp_path, capsys, damage, message):
+    import re
+    finished_results(load_experiment("smoke", run_dir=tmp_path))
+    if damage == "edited cells":
+        with open(tmp_path / "results" / "cells.csv", "a") as cells:
+            cells.write("3,siim,XRAI,AUPRC,0.9,0.1,,,100,replicates,,,,False\n")
+    elif damage == "null provenance":
+        (tmp_path / "provenance.json").write_text("null")
+    else:
+        (tmp_path / "provenance.json").unlink()
+    assert main(["table", "3", "--experiment", "smoke", "--run-dir", str(tmp_path)]) == 2
+    err = capsys.readouterr().err
+    assert re.search(message, err) and "(run: repro all --experiment smoke" in err and len(err.splitlines()) == 1
+
+
+def test_sigterm_ends_a_command_as_ctrl_c_does(monkeypatch, capsys):
+    import os
+    import signal
+    import time
+
+    import repro.cli as cli
+
+    def terminated(args):
+        os.kill(os.getpid(), signal.SIGTERM)
+        time.sleep(30)      # the handler interrupts it
+        raise AssertionError("SIGTERM did not stop the command")
+    monkeypatch.setattr(cli, "_config", terminated)
+    before = signal.getsignal(signal.SIGTERM)
+    assert main(["config", "--experiment", "smoke"]) == 143
+    assert capsys.readouterr().err == "repro: interrupted; run the same command again to continue\n"
+    assert signal.getsignal(signal.SIGTERM) is before
+
+
+def test_maps_with_an_unknown_state_names_the_models_states(smoke_run, tmp_path, capsys):
+    copy_run(smoke_run, tmp_path, parts=("data", "cache", "models"))
+    assert main(["maps", "--experiment", "smoke", "--run-dir", str(tmp_path), "--states", "original,foo"]) == 2
+    err = capsys.readouterr().err
+    assert err == ("repro: error: states: unknown ['foo']; the models of siim have the states original, logits, "
+                   f"{', '.join(f'mixed{k}' for k in range(10, 0, -1))}\n")
+    assert not (tmp_path / "maps").exists()

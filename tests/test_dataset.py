@@ -69,9 +69,11 @@ def test_cache_invalidated_by_changed_dicom(siim_root, tmp_path, count_decodes):
     cache = tmp_path / "cache"
     load_dataset("siim", root, 64, cache_dir=cache, progress=False)
     path = next(root.rglob("img0.dcm"))
-    write_dicom(path, np.ones((64, 64)))
+    white = np.ones((64, 64))
+    white[0, 0] = 0.0        # one dark pixel: a constant image is refused (test_dicom.py)
+    write_dicom(path, white)
     reloaded = load_dataset("siim", root, 64, cache_dir=cache, progress=False)
-    assert len(count_decodes) == 8 and reloaded.images[0].min() == 65535
+    assert len(count_decodes) == 8 and (reloaded.images[0] == 65535).sum() == 64 * 64 - 1
 
 
 def test_no_temporary_files_left(siim_root, tmp_path):

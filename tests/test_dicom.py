@@ -123,3 +123,26 @@ def test_not_a_dicom_rejected(tmp_path):
     path.write_bytes(b"this is not a dicom file")
     with pytest.raises(DicomError, match="garbage.dcm"):
         read_dicom(path)
+
+
+@pytest.mark.parametrize("case", ["rescale slope 0", "outside the window", "blank frame"])
+def test_an_image_of_one_grey_level_is_refused_naming_the_file(tmp_path, case):
+    """A RescaleSlope of 0 (every pixel the intercept), a VOI window that every pixel falls
+    outside of, or a frame of one value would come out a constant image: refused, not trained on."""
+    image = gradient_image(32, 4)
+    path = tmp_path / "flat.dcm"
+    if case == "rescale slope 0":
+        write_dicom(path, image, bits=12, rescale=(0.0, 100.0))
+        detail = r"\(RescaleSlope 0(\.0)?, RescaleIntercept 100(\.0)?\)"
+    elif case == "outside the window":
+        write_dicom(path, image, bits=12)
+        ds = pydicom.dcmread(path)
+        ds.WindowCenter, ds.WindowWidth = 10000, 100     # far above every stored value (at most 4095)
+        ds.save_as(path)
+        detail = r"\(WindowCenter 10000(\.0)?, WindowWidth 100(\.0)?\)"
+    else:
+        write_dicom(path, np.full((32, 32), 0.5))
+        detail = ""
+    with pytest.raises(DicomError, match=rf"^{path}: the image is one grey level \([-\d.e+]+\) after the modality LUT "
+                                         rf"and the VOI window ?{detail}: there is nothing to show$"):
+        read_dicom(path)

@@ -1,5 +1,6 @@
 """The experiment schema: validated whole at load, errors naming the key path, defaults in one
 place, --set overrides, paths kept inside the project, `repro config`."""
+import re
 import subprocess
 import sys
 
@@ -111,3 +112,75 @@ def test_repro_config_command_and_check_without_tensorflow():
     result = subprocess.run([sys.executable, "-m", "repro", "config", "--experiment", "paper"],
                             capture_output=True, text=True)
     assert result.returncode == 0 and yaml.safe_load(result.stdout)["evaluation"]["ssim_images"] == 100
+
+
+def alias_bomb(flow: bool = False) -> str:
+    """A 'billion laughs' YAML: nine levels of anchors, each alias repeated nine times (9^9 values)."""
+    levels = [("a", ", ".join(["x"] * 9))]
+    for previous, name in zip("abcdefgh", "bcdefghi"):
+        levels.append((name, ", ".join([f"*{previous}"] * 9)))
+    if flow:
+        return "[" + ", ".join(f"&{name} [{items}]" for name, items in levels) + "]"
+    return "".join(f"{name}: &{name} [{items}]\n" for name, items in levels)
+
+
+def load_with_a_memory_limit(code: str) -> subprocess.CompletedProcess:
+    """Run `code` in a process held to 2 GB, so that a regression fails instead of taking the machine."""
+    limit = "import resource; resource.setrlimit(resource.RLIMIT_AS, (2 << 30, 2 << 30))\n"
+    return subprocess.run([sys.executable, "-c", limit + code], capture_output=True, text=True, timeout=300)
+
+
+@pytest.mark.parametrize("where", ["file", "--set"])
+def test_an_alias_bomb_is_refused_before_validation(tmp_path, where):
+    path = write(tmp_path)
+    overrides = []
+    if where == "file":
+        path.write_text(path.read_text() + alias_bomb())
+    else:
+        overrides = [f"description={alias_bomb(flow=True)}"]
+    done = load_with_a_memory_limit(
+        f"from repro.experiments import ExperimentError, load_experiment\ntry:\n"
+        f"    load_experiment({str(path)!r}, overrides={overrides!r})\nexcept ExperimentError as err:\n    print(err)")
+    assert done.returncode == 0, done.stderr[-2000:]
+    message = done.stdout.strip()
+    assert message.startswith(f"{path}: its aliases (*name) expand ") and "\n" not in message
+    assert re.search(r"bytes to 4\d\d,\d{3},\d{3} values, more than the [\d,]+ an experiment of that size may hold; "
+                     r"refused before validation$", message), message
+
+
+@pytest.mark.parametrize("text, message", [
+    ("a: &x [1, *x]\n", "an alias refers to a block that holds it"),
+    ("a: " + "[" * 5000 + "]" * 5000 + "\n", "nested too deeply to be an experiment"),
+])
+def test_yaml_without_end_is_one_error(tmp_path, text, message):
+    path = tmp_path / "odd.yaml"
+    path.write_text(text)
+    with pytest.raises(ExperimentError, match=f"^{re.escape(str(path))}: {message}"):
+        load_experiment(path)
+
+
+def test_aliases_in_proportion_are_welcome(tmp_path):
+    path = write(tmp_path)
+    shared = "train:\n  inception_v3: &own {epochs: 2, patience: 2}\n  densenet121: *own\n  unet: *own\n"
+    path.write_text(path.read_text().replace("train:\n", shared))
+    experiment = load_experiment(path)
+    assert experiment.train_settings("unet").epochs == experiment.train_settings("densenet121").patience == 2
+
+
+def test_the_results_fingerprint_follows_only_what_results_are_made_from(tmp_path):
+    path = write(tmp_path)
+    base = load_experiment(path).results_fingerprint
+    for override in ("runtime.threads=2", "runtime.cluster=local:2", "description=another", "publish_dir=out",
+                     "run_dir=elsewhere"):
+        experiment = load_experiment(path, overrides=[override])
+        assert experiment.results_fingerprint == base, override
+    for override in ("train.epochs=2", "evaluation.ssim_images=20", "saliency.seed=3", "data.input_size=96"):
+        assert load_experiment(path, overrides=[override]).results_fingerprint != base, override
+
+
+def test_settings_changes_name_each_key_path():
+    from repro.experiments import settings_changes
+    before = {"train": {"epochs": 1, "augment": {"flip": True}}, "saliency": {"methods": ["GRAD", "IG"]}}
+    now = {"train": {"epochs": 7, "augment": {"flip": True}}, "saliency": {"methods": ["GRAD"]}, "extra": None}
+    assert settings_changes(before, now) == ['saliency.methods: ["GRAD", "IG"] then, ["GRAD"] now',
+                                             "train.epochs: 1 then, 7 now"]

@@ -12,7 +12,7 @@ import pytest
 from repro.data.dataset import Dataset
 from repro.experiments import ModelSpec, TrainSettings
 from repro.layout import RunLayout
-from repro.models import training
+from repro.models import records, training
 from repro.models.tasks import SegmentationTask
 
 SIZE = 80
@@ -93,13 +93,20 @@ def test_an_edited_experiment_never_reuses_a_stale_model(tmp_path, edit, caplog)
         spec = ModelSpec("unet_r1", "unet", seed=9, settings=UNET.settings)
     else:   # the phantoms were rebuilt: another data fingerprint
         dataset = planted_dataset("siim", 0, fingerprint="data-2")
+    wanted = records.model_fingerprint(spec, settings, dataset or planted_dataset("siim", 0))
+    caplog.clear()
+    with caplog.at_level(logging.WARNING):    # a stage that only reads models says why, and nothing about training
+        assert records.unusable_model(layout, "siim", "unet_r1", wanted) == (
+            "the experiment's settings or data changed since it was trained")
+    assert [r.message for r in caplog.records if r.name.startswith("repro")] == []
     with caplog.at_level(logging.WARNING):
         second = train(layout, spec, settings, dataset)
     assert "changed since it was trained: training it again" in caplog.text
     assert second["fingerprint"] != first["fingerprint"]
 
 
-@pytest.mark.parametrize("damage", ["truncated model", "overwritten model", "truncated weights", "unreadable record"])
+@pytest.mark.parametrize("damage", ["truncated model", "overwritten model", "truncated weights", "unreadable record",
+                                    "null record", "record without its keys"])
 def test_a_damaged_model_file_is_rebuilt(tmp_path, damage, caplog, monkeypatch):
     layout = RunLayout(tmp_path)
     first = train(layout, UNET)
@@ -111,8 +118,12 @@ def test_a_damaged_model_file_is_rebuilt(tmp_path, damage, caplog, monkeypatch):
     elif damage == "truncated weights":
         weights = layout.model_weights("siim", "unet_r1")
         weights.write_bytes(weights.read_bytes()[:100])
-    else:
+    elif damage == "unreadable record":
         layout.model_record("siim", "unet_r1").write_text("{ half")
+    elif damage == "null record":
+        layout.model_record("siim", "unet_r1").write_text("null")
+    else:
+        layout.model_record("siim", "unet_r1").write_text(json.dumps({"fingerprint": first["fingerprint"]}))
     with caplog.at_level(logging.WARNING):
         again = train(layout, UNET)
     assert "training it again" in caplog.text and str(layout.root) in caplog.text
@@ -178,6 +189,36 @@ def test_a_broken_checkpoint_starts_over_instead_of_sticking(tmp_path, monkeypat
     with caplog.at_level(logging.WARNING):
         record = train(layout, UNET, settings)
     assert "cannot be read" in caplog.text and "training starts over" in caplog.text
+    assert [r["epoch"] for r in record["history"]] == [1, 2]
+
+
+def test_a_broken_best_checkpoint_starts_over_instead_of_failing_every_rerun(tmp_path, monkeypatch, caplog):
+    layout, settings = RunLayout(tmp_path), TINY.model_copy(update={"epochs": 2, "eager": False})
+    killed_during_training(layout, settings, monkeypatch)
+    work = layout.training_dir("siim", "unet_r1")
+    best = work / json.loads((work / "state.json").read_text())["best"]
+    best.write_bytes(best.read_bytes()[:2000])       # truncated; the last checkpoint is whole
+    with caplog.at_level(logging.WARNING):
+        record = train(layout, UNET, settings)
+    assert f"the checkpoint {best} cannot be read" in caplog.text and "training starts over" in caplog.text
+    assert [r["epoch"] for r in record["history"]] == [1, 2] and not work.exists()
+
+
+@pytest.mark.parametrize("state", ["null", "epoch text", "checkpoint outside"])
+def test_a_damaged_training_state_is_discarded_with_a_notice(tmp_path, monkeypatch, caplog, state):
+    layout, settings = RunLayout(tmp_path), TINY.model_copy(update={"epochs": 2, "eager": False})
+    killed_during_training(layout, settings, monkeypatch)
+    path = layout.training_dir("siim", "unet_r1") / "state.json"
+    written = json.loads(path.read_text())
+    if state == "epoch text":
+        path.write_text(json.dumps({**written, "epoch": "1"}))
+    elif state == "checkpoint outside":
+        path.write_text(json.dumps({**written, "last": "../unet_r1.partial/" + written["last"]}))
+    else:
+        path.write_text(state)
+    with caplog.at_level(logging.WARNING):
+        record = train(layout, UNET, settings)
+    assert f"discarding the interrupted training in {path.parent}: its state is damaged" in caplog.text
     assert [r["epoch"] for r in record["history"]] == [1, 2]
 
 

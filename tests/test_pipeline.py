@@ -10,6 +10,7 @@ from pathlib import Path
 
 import numpy as np
 import pandas as pd
+import pytest
 
 from repro import pipeline
 from repro.cli import main
@@ -168,7 +169,9 @@ def test_a_subset_of_methods_runs_through_and_a_failed_control_exits_3(smoke_run
     code = main(["all", "--experiment", "smoke", "--run-dir", str(tmp_path), "--set", "saliency.methods=[GRAD, IG]"])
     printed = capsys.readouterr()
     assert code == 3 and "CONTROL CHECK FAILED: siim: a planted control failure" in printed.err
-    cells = pipeline.read_cells(load_experiment("smoke", run_dir=tmp_path))
+    with pytest.raises(ValueError, match="holds results made with other settings than these: saliency.methods"):
+        pipeline.read_cells(load_experiment("smoke", run_dir=tmp_path))        # the full set's settings
+    cells = pipeline.read_cells(load_experiment("smoke", run_dir=tmp_path, overrides=["saliency.methods=[GRAD, IG]"]))
     assert set(cells.method) == {"AVG", "U-Net", "RetinaNet", "LOW", "GRAD", "IG", "EDGE", "ORACLE"}
     table3 = (tmp_path / "results" / "table3.md").read_text()
     assert "| GRAD " in table3 and "| XRAI " not in table3

@@ -74,7 +74,28 @@ def test_target_one_with_not_normal_class_is_kept_with_warning(rsna_root, caplog
     classes.write_text(classes.read_text() + "p2,No Lung Opacity / Not Normal\n")
     with caplog.at_level(logging.WARNING):
         records = load_rsna_records(rsna_root)
-    assert "p2" in [r.image_id for r in records] and "kept as positive" in caplog.text
+    assert "p2" in [r.image_id for r in records]
+    assert caplog.messages == ["patientId p2: stage_2_detailed_class_info.csv row(s) 7 say 'No Lung Opacity / Not Normal', "
+                               "stage_2_train_labels.csv row(s) 3 give Target=1 boxes; kept as positive"]
+
+
+@pytest.mark.parametrize("drop_not_normal", [True, False])
+def test_a_target_zero_row_with_a_box_is_refused_naming_the_row(rsna_root, drop_not_normal):
+    csv = rsna_root / "stage_2_train_labels.csv"
+    csv.write_text(csv.read_text().replace("p1,,,,,0", "p1,10,20,15,,0"))    # p1 is Not Normal: dropped or kept
+    with pytest.raises(ValueError, match=r"^stage_2_train_labels.csv: row 2 \(patientId p1\): Target=0 but the row has a "
+                                         r"box \(x='10', y='20', width='15', height=''\); a row without pneumonia leaves "
+                                         r"x, y, width, height empty$"):
+        load_rsna_records(rsna_root, drop_not_normal=drop_not_normal)
+
+
+@pytest.mark.parametrize("box", ["nan,20,15,5", "10,20,inf,5", "10,20,-15,5"])
+def test_a_target_one_box_that_cannot_be_drawn_is_refused_naming_the_row(rsna_root, box):
+    csv = rsna_root / "stage_2_train_labels.csv"
+    csv.write_text(csv.read_text().replace("p2,10,20,15,5,1", f"p2,{box},1"))
+    with pytest.raises(ValueError, match=r"^stage_2_train_labels.csv: row 3 \(patientId p2\): Target=1 but the box "
+                                         r"\(x=.*\) has (a value that is not a finite number|no positive width and height)$"):
+        load_rsna_records(rsna_root)
 
 
 def test_patient_without_class_row_is_an_error(rsna_root):

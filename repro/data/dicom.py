@@ -63,7 +63,7 @@ def read_dicom(path: str | os.PathLike) -> np.ndarray:
     if pixels.ndim != 2:
         raise DicomError(f"{path}: expected a 2-D image, got pixel array of shape {pixels.shape}")
 
-    image = _display_range(ds, pixels)
+    image = _display_range(ds, pixels, path)
     if photometric == "MONOCHROME1":
         image = 1.0 - image
     return image.astype(np.float32)
@@ -82,7 +82,7 @@ def _quiet_decoders():
         logger.setLevel(level)
 
 
-def _display_range(ds, pixels: np.ndarray) -> np.ndarray:
+def _display_range(ds, pixels: np.ndarray, path: Path) -> np.ndarray:
     """Stored values -> [0, 1], after the modality LUT (Rescale Slope/Intercept):
 
     - a VOI window or VOI LUT in the file is applied with pydicom's `apply_voi_lut` (as viewers
@@ -90,6 +90,9 @@ def _display_range(ds, pixels: np.ndarray) -> np.ndarray:
     - otherwise, up to 8 stored bits use the full range the bits allow (the competitions' 8-bit
       files, the phantoms); more than 8 bits use the image's own minimum and maximum, because
       16-bit files often use 10-12 bits and a fixed 0..65535 range would keep a dozen grey levels.
+
+    An image that is one grey level after the modality LUT and the VOI window (a RescaleSlope of
+    0, a window that every pixel falls outside of, a blank frame) shows nothing: DicomError.
     """
     values = apply_modality_lut(pixels, ds).astype(np.float64)
     if "WindowCenter" in ds or "VOILUTSequence" in ds:
@@ -104,8 +107,11 @@ def _display_range(ds, pixels: np.ndarray) -> np.ndarray:
             signed = int(ds.get("PixelRepresentation", 0)) == 1
             stored = (-(2 ** (bits_stored - 1)), 2 ** (bits_stored - 1) - 1) if signed else (0, 2 ** bits_stored - 1)
             low, high = sorted(float(apply_modality_lut(np.array(stored), ds)[i]) for i in (0, 1))
-    if high <= low:
-        return np.zeros(values.shape, dtype=np.float64)
+    if not windowed.min() < windowed.max() or not low < high:
+        transforms = ", ".join(f"{key} {ds.get(key)}" for key in ("RescaleSlope", "RescaleIntercept", "WindowCenter",
+                                                                  "WindowWidth") if key in ds)
+        raise DicomError(f"{path}: the image is one grey level ({windowed.min():g}) after the modality LUT and "
+                         f"the VOI window{f' ({transforms})' if transforms else ''}: there is nothing to show")
     return np.clip((windowed - low) / (high - low), 0.0, 1.0)
 
 

@@ -21,7 +21,7 @@ from tqdm.auto import tqdm
 from repro.data.dataset import Dataset, _resize, _resize_mask, cached, source_fingerprint, split_of, to_grey_levels
 from repro.data.dicom import read_dicom
 from repro.data.ids import check_id
-from repro.data.rsna import boxes_to_mask
+from repro.data.rsna import BOX, box_problem, boxes_to_mask
 from repro.data.splits import _SPLIT_ALIASES
 from repro.data.tables import read_label_csv
 
@@ -112,9 +112,12 @@ def _read_boxes(path: Path, ids: set[str]) -> dict[str, list[tuple[float, float,
         if image_id not in ids:
             raise ValueError(f"{path}: row {row['row']}: image {image_id} is not in the labels file")
         try:
-            box = tuple(float(row[k]) for k in ("x", "y", "width", "height"))
+            box = tuple(float(row[k]) for k in BOX)
         except ValueError:
             raise ValueError(f"{path}: row {row['row']}: x, y, width, height must be numbers") from None
+        problem = box_problem(box)
+        if problem:
+            raise ValueError(f"{path}: row {row['row']}: the box ({', '.join(f'{k}={row[k]}' for k in BOX)}) {problem}")
         boxes.setdefault(image_id, []).append(box)
     return boxes
 

@@ -6,7 +6,6 @@ every data set at the experiment's input size through the cache.
 """
 from __future__ import annotations
 
-import json
 import logging
 from dataclasses import dataclass
 from pathlib import Path
@@ -14,7 +13,7 @@ from pathlib import Path
 from repro.data.dataset import Dataset, load_dataset
 from repro.data.phantoms import PhantomConfig, make_phantoms
 from repro.experiments import Experiment, SplitFractions
-from repro.io import write_json
+from repro.io import read_json_object, write_json
 
 log = logging.getLogger(__name__)
 
@@ -61,7 +60,7 @@ def ensure_phantoms(experiment: Experiment, *, progress: bool = True) -> None:
     layout = experiment.layout
     wanted = {"n": n, "seed": seed, **settings}
     stamp = layout.phantom_stamp
-    complete = stamp.is_file() and json.loads(stamp.read_text()) == wanted and all(
+    complete = _stamp(stamp) == wanted and all(
         all((layout.phantom_root(name) / f).is_file() for f in spec.label_files)
         for name, spec in experiment.datasets.items())
     if complete:
@@ -71,6 +70,14 @@ def ensure_phantoms(experiment: Experiment, *, progress: bool = True) -> None:
     make_phantoms(stamp.parent, n, seed, datasets=tuple(experiment.datasets),
                   config=PhantomConfig(**settings), progress=progress)
     write_json(stamp, wanted)
+
+
+def _stamp(path: Path) -> dict | None:
+    """The settings the phantoms on disk were made with (None: absent or damaged, so made again)."""
+    try:
+        return read_json_object(path)
+    except ValueError:
+        return None
 
 
 def prepare_data(experiment: Experiment, *, progress: bool = True) -> dict[str, Dataset]:

@@ -4,7 +4,8 @@ Layout: stage_2_train_images/<patientId>.dcm, stage_2_train_labels.csv (patientI
 height, Target; one row per box, Target=0 rows have empty boxes) and stage_2_detailed_class_info.csv
 (patientId, class). The paper kept "Normal" and "Lung Opacity" and dropped the
 "No Lung Opacity / Not Normal" class (docs/protocol.md, Data). A patient with Target=1 boxes and
-a "Not Normal" class row is kept as positive, with a warning.
+a "Not Normal" class row is kept as positive, with a warning naming the rows of both files; a
+Target=0 row with a box is refused.
 """
 from __future__ import annotations
 
@@ -25,6 +26,7 @@ NOT_NORMAL = "No Lung Opacity / Not Normal"
 LABELS_CSV = "stage_2_train_labels.csv"
 CLASS_CSV = "stage_2_detailed_class_info.csv"
 IMAGE_DIR = "stage_2_train_images"
+BOX = ("x", "y", "width", "height")      # a box's columns, in both the labels file and a folder's boxes.csv
 
 
 @dataclass(frozen=True)
@@ -49,9 +51,10 @@ def load_rsna_records(root: str | Path, *, drop_not_normal: bool = True,
                                 "(or keep it with drop_not_normal=False)")
     if not image_dir.is_dir():
         raise FileNotFoundError(f"RSNA image folder not found: {image_dir}")
-    not_normal = set()
+    not_normal: dict[str, list[int]] = {}   # patientId -> its "Not Normal" rows of the class file
     if classes is not None:
-        not_normal = set(classes.loc[classes["class"] == NOT_NORMAL, "patientId"])
+        for patient_id, row in classes.loc[classes["class"] == NOT_NORMAL, ["patientId", "row"]].itertuples(index=False):
+            not_normal.setdefault(patient_id, []).append(int(row))
         unclassified = [p for p in labels["patientId"].unique() if p not in set(classes["patientId"])]
         if unclassified:
             raise ValueError(f"{class_path.name}: {len(unclassified)} patientId(s) of {labels_path.name} have "
@@ -65,13 +68,18 @@ def load_rsna_records(root: str | Path, *, drop_not_normal: bool = True,
             raise ValueError(f"{labels_path.name}: patientId {patient_id} has Target values "
                              f"{sorted(targets)} (rows {list(rows['row'])}); expected all 0 or all 1")
         label = int(targets.pop())
+        if label:
+            boxes = tuple(_parse_box(row, labels_path.name) for _, row in rows.iterrows())
+        else:
+            _check_no_box(rows, labels_path.name)
+            boxes = ()
         if drop_not_normal and patient_id in not_normal:
             if not label:
                 continue
             # A box outranks a class row: the patient is kept as positive, and the user is told.
-            log.warning("%s: patientId %s has Target=1 boxes and a '%s' class row; kept as positive",
-                        class_path.name, patient_id, NOT_NORMAL)
-        boxes = tuple(_parse_box(row, labels_path.name) for _, row in rows.iterrows()) if label else ()
+            log.warning("patientId %s: %s row(s) %s say '%s', %s row(s) %s give Target=1 boxes; kept as positive",
+                        patient_id, class_path.name, _rows(not_normal[patient_id]), NOT_NORMAL, labels_path.name,
+                        _rows(rows["row"]))
         dicom_path = image_dir / f"{patient_id}.dcm"
         if not dicom_path.is_file():
             message = (f"{labels_path.name}: patientId {patient_id} (row {rows['row'].iloc[0]}) "
@@ -113,10 +121,37 @@ def boxes_to_mask(boxes, source_size: tuple[int, int], size: int, *, where: str 
 def _parse_box(row: pd.Series, csv_name: str) -> tuple[float, float, float, float]:
     where = f"{csv_name}: row {row['row']} (patientId {row['patientId']})"
     try:
-        box = tuple(float(row[k]) for k in ("x", "y", "width", "height"))
+        box = tuple(float(row[k]) for k in BOX)
     except ValueError:
-        raise ValueError(f"{where}: Target=1 but the box is missing or not numeric "
-                         f"(x={row['x']!r}, y={row['y']!r}, width={row['width']!r}, height={row['height']!r})") from None
-    if not all(math.isfinite(v) for v in box) or box[2] <= 0 or box[3] <= 0:
-        raise ValueError(f"{where}: Target=1 but the box {box} has no positive width and height")
+        raise ValueError(f"{where}: Target=1 but the box is missing or not numeric ({_cells(row)})") from None
+    problem = box_problem(box)
+    if problem:
+        raise ValueError(f"{where}: Target=1 but the box ({_cells(row)}) {problem}")
     return box
+
+
+def box_problem(box: tuple[float, float, float, float]) -> str | None:
+    """Why a box (x, y, width, height) cannot be drawn, or None: every value must be a finite
+    number, width and height positive (a box reaching outside the image is clipped instead)."""
+    if not all(math.isfinite(v) for v in box):
+        return "has a value that is not a finite number"
+    if box[2] <= 0 or box[3] <= 0:
+        return "has no positive width and height"
+    return None
+
+
+def _check_no_box(rows: pd.DataFrame, csv_name: str) -> None:
+    """A Target=0 row has empty box cells (as every such row of the competition's file): one with a
+    box contradicts itself (is the patient positive or not?) and is refused."""
+    for _, row in rows.iterrows():
+        if any(row[k] for k in BOX):
+            raise ValueError(f"{csv_name}: row {row['row']} (patientId {row['patientId']}): Target=0 but the row "
+                             f"has a box ({_cells(row)}); a row without pneumonia leaves x, y, width, height empty")
+
+
+def _cells(row: pd.Series) -> str:
+    return ", ".join(f"{k}={row[k]!r}" for k in BOX)
+
+
+def _rows(rows) -> str:
+    return ", ".join(str(int(r)) for r in rows)

@@ -49,7 +49,7 @@ def store_of(layout: RunLayout, dataset: str) -> MapStore:
 
 def is_done(context: MapContext, task: MapTask) -> bool:
     store = store_of(context.layout, task.dataset)
-    return not store.missing(task.model, task.state, task.method, task.image_ids, task.fingerprint)
+    return not store.missing(task.model, task.state, task.method, task.image_ids, task.fingerprint, shape=task.shape)
 
 
 def compute_chunk(context: MapContext, task: MapTask) -> int:

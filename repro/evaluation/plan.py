@@ -37,6 +37,7 @@ class MapTask:
     image_ids: tuple[str, ...]
     fingerprint: str            # what every map of the task is made from (checked on read)
     seed: int                   # the SmoothGrad noise seed of this model and state
+    shape: tuple[int, int]      # each map's: the model input's (checked on read)
 
     @property
     def key(self) -> tuple[str, str, str]:
@@ -92,7 +93,7 @@ def needed_maps(selection: ImageSelection, roles: Roles, states: dict[str, tuple
 
 def map_tasks(dataset: str, needed: dict[tuple[str, str], tuple[str, ...]], localizers: tuple[str, ...],
               model_fingerprints: dict[str, str], params: dict[str, dict], saliency: Saliency,
-              cascade: Cascade) -> list[MapTask]:
+              cascade: Cascade, *, shape: tuple[int, int]) -> list[MapTask]:
     """The chunks of work, ordered so that a process switches model and state as rarely as it can."""
     tasks = []
     for (model, state), ids in needed.items():
@@ -103,5 +104,5 @@ def map_tasks(dataset: str, needed: dict[tuple[str, str], tuple[str, ...]], loca
                                   params=params.get(method), seed=seed, saliency=saliency, cascade=cascade)
             for start in range(0, len(ids), saliency.chunk_size):
                 tasks.append(MapTask(dataset, model, state, method, ids[start:start + saliency.chunk_size],
-                                     key, seed))
+                                     key, seed, shape))
     return tasks

@@ -6,14 +6,13 @@ maps do (repro.models.training). See repro.models.training for the files a finis
 """
 from __future__ import annotations
 
-import json
 import logging
 import multiprocessing
 from concurrent.futures import ProcessPoolExecutor
 from dataclasses import dataclass
 
 from repro.experiments import ModelSpec, TrainSettings
-from repro.io import fingerprint, sha256_file
+from repro.io import fingerprint, read_json_object, sha256_file
 from repro.layout import RunLayout
 
 log = logging.getLogger(__name__)
@@ -33,25 +32,45 @@ def model_fingerprint(spec: ModelSpec, settings: TrainSettings | None, dataset) 
 
 
 def finished_record(layout: RunLayout, dataset: str, name: str, wanted: str) -> dict | None:
-    """The record of a finished model made from `wanted`, or None (absent, stale or damaged,
-    each said once on the log)."""
+    """For training: the record of a finished model made from `wanted`, or None (absent, stale or
+    damaged: the last two said once, as the model is trained again)."""
+    record, reason = _finished(layout, dataset, name, wanted)
+    if reason is not None:
+        _notice(f"{dataset}/{name}: {reason}: training it again")
+    return record
+
+
+def unusable_model(layout: RunLayout, dataset: str, name: str, wanted: str) -> str | None:
+    """For the stages that only read models: why the finished model `name` cannot be used for
+    `wanted`, or None when it can (nothing said: the caller reports it)."""
+    record, reason = _finished(layout, dataset, name, wanted)
+    return None if record is not None else reason or "not trained yet"
+
+
+# What a model's record must hold for the stages that read it (model_summary, the report).
+RECORD_KEYS = ("fingerprint", "sha256", "weights_sha256", "arch", "monitor", "val", "test", "epochs", "best_epoch",
+               "seed", "restarts")
+
+
+def _finished(layout: RunLayout, dataset: str, name: str, wanted: str) -> tuple[dict | None, str | None]:
+    """(the record, None) for a usable model; (None, why not) for one on disk that is stale or
+    damaged; (None, None) for one never finished."""
     record_path, model_path = layout.model_record(dataset, name), layout.model_file(dataset, name)
     if not record_path.is_file():
-        return None
+        return None, None
     try:
-        record = json.loads(record_path.read_text())
-    except (OSError, ValueError) as err:
-        _notice(f"{dataset}/{name}: its record {record_path} is unreadable ({err}): training it again")
-        return None
-    if record.get("fingerprint") != wanted:
-        _notice(f"{dataset}/{name}: the experiment's settings or data changed since it was trained: "
-                "training it again")
-        return None
+        record = read_json_object(record_path)
+        missing = [key for key in RECORD_KEYS if key not in record]
+        if missing:
+            raise ValueError(f"{record_path}: lacks {', '.join(missing)}")
+    except ValueError as err:
+        return None, f"its record is damaged ({err})"
+    if record["fingerprint"] != wanted:
+        return None, "the experiment's settings or data changed since it was trained"
     for path, key in ((model_path, "sha256"), (layout.model_weights(dataset, name), "weights_sha256")):
-        if not path.is_file() or sha256_file(path) != record.get(key):
-            _notice(f"{dataset}/{name}: {path} is missing or damaged (checksum): training it again")
-            return None
-    return record
+        if not path.is_file() or sha256_file(path) != record[key]:
+            return None, f"{path} is missing or damaged (checksum)"
+    return record, None
 
 
 def _notice(message: str) -> None:

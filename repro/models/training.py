@@ -52,7 +52,7 @@ import tensorflow as tf
 
 from repro.data.dataset import Dataset
 from repro.experiments import ModelSpec, TrainSettings
-from repro.io import sha256_file, write_json, write_npz
+from repro.io import read_json_object, sha256_file, write_json, write_npz
 from repro.layout import RunLayout
 from repro.models.augment import augment
 from repro.models.batchnorm import recalibrate_batchnorm
@@ -142,7 +142,9 @@ def _train_attempt(task: Task, dataset: Dataset, work: Path, state: dict, name: 
     epoch: the record's metrics, and the uncompiled model holding the best weights."""
     label = f"{dataset.name}/{name}"
     model, finished = _models_for(task)
-    if state["epoch"] and not _resume(model, work / state["last"], label):
+    # The best checkpoint is read back too (the last one's weights are loaded after it): a damaged
+    # one starts the training over now, not after its remaining epochs.
+    if state["epoch"] and not all(_resume(model, work / state[key], label) for key in ("best", "last")):
         _restart_attempt(work, state)
         model, finished = _models_for(task)   # a checkpoint read halfway left some of its weights
     _say(progress, f"[train] {label}: {task.spec.arch}, {len(dataset.indices('train'))} training images, "
@@ -315,23 +317,46 @@ def _peak_memory_gb() -> float:
 def _read_state(work: Path, wanted: str, label: str) -> dict:
     """The state a killed run left (completed epochs, checkpoints, history), or a fresh one.
 
-    A state made for other settings, or one that cannot be read, is discarded (said once)."""
+    A state made for other settings, or one that is damaged, is discarded (said once)."""
     path = work / "state.json"
     if path.is_file():
         try:
-            state = json.loads(path.read_text())
-            if (state.get("fingerprint") == wanted and {"attempt", "previous", "spent"} <= state.keys()
-                    and (state["last"] is None or (work / state["last"]).is_file())):
-                if state["best_score"] is None:
-                    state["best_score"] = float("nan")
+            state = _checked_state(read_json_object(path), work)
+            if state["fingerprint"] == wanted:
                 return state
             reason = "it was made with other settings or data"
-        except (OSError, ValueError, KeyError, TypeError) as err:
-            reason = f"its state is unreadable ({err})"
-        if label:
-            _notice(f"{label}: discarding the interrupted training in {work}: {reason}")
+        except ValueError as err:
+            reason = f"its state is damaged ({' '.join(str(err).split())})"
+        _notice(f"{label}: discarding the interrupted training in {work}: {reason}")
     _empty(work)   # killed before its first epoch finished, stale, or damaged
     return _fresh_state(wanted)
+
+
+# What state.json holds, and the types each field must have (_fresh_state and _EpochEnd write it).
+_STATE_TYPES = {"epoch": int, "last": (str, type(None)), "best": (str, type(None)), "best_epoch": int,
+                "best_score": (int, float, type(None)), "history": list, "fingerprint": str, "attempt": int,
+                "previous": list, "spent": dict}
+
+
+def _checked_state(state: dict, work: Path) -> dict:
+    """A state read back from `work`, its fields of the types written and its checkpoints present
+    (file names inside `work`); ValueError saying what is wrong otherwise."""
+    for key, kind in _STATE_TYPES.items():
+        if not isinstance(state.get(key), kind) or isinstance(state.get(key), bool):
+            raise ValueError(f"{key} is {state.get(key)!r}")
+    times = [state["spent"], *state["history"]]   # each with its seconds and CPU seconds
+    if not all(isinstance(t, dict) and all(isinstance(t.get(k), (int, float)) for k in ("seconds", "cpu_seconds"))
+               for t in times) or len(state["history"]) != state["epoch"]:
+        raise ValueError(f"its history of {state['epoch']} epochs is not one timed entry per epoch")
+    for key in ("last", "best"):
+        name = state[key]
+        if (name is None) != (state["epoch"] == 0):
+            raise ValueError(f"{key} is {name!r} after {state['epoch']} epochs")
+        if name is not None and (Path(name).name != name or not (work / name).is_file()):
+            raise ValueError(f"its {key} checkpoint {name!r} is not in {work}")
+    if state["best_score"] is None:
+        state["best_score"] = float("nan")
+    return state
 
 
 def _empty(work: Path) -> None:

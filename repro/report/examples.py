@@ -29,7 +29,8 @@ def examples_for(experiment, scores: pd.DataFrame, dataset, plan) -> Examples:
     image, mask = dataset.pixels([index])[0], dataset.masks[index]
 
     def row(model, state):
-        return {m: store.read(model, state, m, image_id, plan.fingerprint(model, state, m)) for m in methods}
+        return {m: store.read(model, state, m, image_id, plan.fingerprint(model, state, m), shape=plan.shape)
+                for m in methods}
 
     mine = utility[utility.image == image_id].set_index("group")["score"]
     examples = Examples(

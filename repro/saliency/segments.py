@@ -9,6 +9,7 @@ randomization state or run skips the segmentation (about 1.4 s per 320x320 image
 from __future__ import annotations
 
 import collections
+import logging
 from pathlib import Path
 
 import numpy as np
@@ -18,6 +19,8 @@ from saliency.core.xrai import _get_segments_felzenszwalb
 from repro.io import atomic_path
 
 from .smoothing import image_digest
+
+log = logging.getLogger(__name__)
 
 
 class SegmentCache:
@@ -31,7 +34,7 @@ class SegmentCache:
         key = image_digest(image).hex()
         packed = self._packed.get(key)
         if packed is None:
-            packed = self._read(key)
+            packed = self._read(key, image.shape[:2])
         if packed is None:
             packed = np.packbits(np.stack(_get_segments_felzenszwalb(image)), axis=-1)
             self._write(key, packed)
@@ -47,10 +50,22 @@ class SegmentCache:
     def _path(self, key: str) -> Path:
         return self.directory / f"{key}.npy"
 
-    def _read(self, key: str) -> np.ndarray | None:
-        if self.directory is None or not self._path(key).exists():
+    def _read(self, key: str, image_shape: tuple[int, int]) -> np.ndarray | None:
+        """The stored segments of an image of `image_shape`, or None: absent, or damaged (said
+        once; the image is segmented again and the file rewritten)."""
+        path = None if self.directory is None else self._path(key)
+        if path is None or not path.exists():
             return None
-        return np.load(self._path(key))
+        try:
+            packed = np.load(path, allow_pickle=False)
+            rows, columns = image_shape
+            if not (isinstance(packed, np.ndarray) and packed.dtype == np.uint8 and packed.ndim == 3
+                    and packed.shape[1:] == (rows, -(-columns // 8))):
+                raise ValueError(f"not the packed segments of a {rows}x{columns} image")
+        except (OSError, ValueError, EOFError) as err:
+            log.warning("%s is damaged (%s): segmenting the image again", path, " ".join(str(err).split())[:120])
+            return None
+        return packed
 
     def _write(self, key: str, packed: np.ndarray) -> None:
         if self.directory is None:

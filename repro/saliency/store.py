@@ -5,8 +5,9 @@ Layout under a data set's maps folder (repro.layout.RunLayout.maps_dir):
   <model>/<state>/<method>/settings.json     what those maps were made with (for people to read)
 "meta" holds the fingerprint of everything the map was made from (the model's own fingerprint,
 which covers its settings and data, the state, the method's parameters, the seed, ...) and the
-SHA-256 of the map's bytes. A read verifies both: a file that is unreadable, of the wrong shape or
-whose bytes do not match its checksum is damaged; one made from other settings is stale. Either
+SHA-256 of the map's bytes. A read verifies both, and the map's shape against the one its reader
+expects (the model input's): a file that is unreadable, of another shape or whose bytes do not
+match its checksum is damaged; one made from other settings is stale. Either
 way it counts as missing, so the run computes it again (damaged files are named in a warning).
 Every file is written atomically (temp file + os.replace): a killed run leaves whole maps only.
 """
@@ -21,7 +22,7 @@ from pathlib import Path
 
 import numpy as np
 
-from repro.io import atomic_path, write_json
+from repro.io import atomic_path, json_object, read_json_object, write_json
 
 log = logging.getLogger(__name__)
 
@@ -49,8 +50,9 @@ class MapStore:
         return path
 
     def read(self, model: str, state: str, method: str, image_id: str, fingerprint: str,
-             *, shape: tuple[int, int] | None = None) -> np.ndarray | None:
-        """The stored map if it is whole and made from `fingerprint`, else None."""
+             *, shape: tuple[int, int]) -> np.ndarray | None:
+        """The stored map if it is whole, of `shape` (the plan's: the model input's) and made from
+        `fingerprint`, else None."""
         path = self.path(model, state, method, image_id)
         if not path.exists():
             return None
@@ -61,7 +63,7 @@ class MapStore:
             with stored:
                 if set(stored.files) != {"map", "meta"}:
                     raise ValueError(f"holds {sorted(stored.files)}, not a map and its meta data")
-                smap, meta = stored["map"], json.loads(str(stored["meta"]))
+                smap, meta = stored["map"], json_object(str(stored["meta"]), "its meta data")
         except (OSError, ValueError, KeyError, EOFError, zipfile.BadZipFile) as err:
             log.warning("%s is damaged (%s): it will be computed again", path, _short(err))
             return None
@@ -71,7 +73,7 @@ class MapStore:
         problem = None
         if smap.dtype != np.float32 or smap.ndim != 2 or list(smap.shape) != meta.get("shape"):
             problem = f"a {smap.dtype} array of shape {smap.shape}"
-        elif shape is not None and smap.shape != tuple(shape):
+        elif smap.shape != tuple(shape):
             problem = f"shape {smap.shape}, expected {tuple(shape)}"
         elif _digest(smap) != meta.get("sha256"):
             problem = "its bytes do not match its checksum"
@@ -80,25 +82,32 @@ class MapStore:
             return None
         return smap
 
-    def stack(self, model: str, state: str, method: str, image_ids, fingerprint: str) -> np.ndarray:
-        """(N, H, W) maps of `image_ids`; MapMissingError names the first one not in the store."""
+    def stack(self, model: str, state: str, method: str, image_ids, fingerprint: str,
+              *, shape: tuple[int, int]) -> np.ndarray:
+        """(N, H, W) maps of `image_ids`, each of `shape`; MapMissingError names the first one not
+        in the store."""
         maps = []
         for image_id in image_ids:
-            smap = self.read(model, state, method, image_id, fingerprint)
+            smap = self.read(model, state, method, image_id, fingerprint, shape=shape)
             if smap is None:
                 raise MapMissingError(f"no valid map of {image_id} for {model} / {state} / {method} in "
                                       f"{self.root}: compute the maps first (repro maps)")
             maps.append(smap)
         return np.stack(maps)
 
-    def missing(self, model: str, state: str, method: str, image_ids, fingerprint: str) -> list[str]:
-        return [i for i in image_ids if self.read(model, state, method, i, fingerprint) is None]
+    def missing(self, model: str, state: str, method: str, image_ids, fingerprint: str,
+                *, shape: tuple[int, int]) -> list[str]:
+        return [i for i in image_ids if self.read(model, state, method, i, fingerprint, shape=shape) is None]
 
     def record_settings(self, model: str, state: str, method: str, settings: dict) -> None:
         """settings.json beside the maps: what made them, for a person reading the folder."""
         path = self._folder(model, state, method) / "settings.json"
         settings = json.loads(json.dumps(settings, default=str))
-        if not path.exists() or json.loads(path.read_text()) != settings:
+        try:
+            same = read_json_object(path) == settings
+        except ValueError:   # absent or damaged: written afresh
+            same = False
+        if not same:
             write_json(path, settings)
 
     def _folder(self, model: str, state: str, method: str) -> Path:

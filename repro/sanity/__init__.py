@@ -1,0 +1,20 @@
+"""The sanity checks the field adopted after the paper: per-image metrics and map-level procedures.
+
+Plain functions on arrays, beside repro/metrics.py and in its style: maps are 2-D float arrays
+(the kit stores them in [0, 1]; a degenerate map is all NaN and every score of it is NaN), masks are
+2-D bool (or 0/1) arrays, images are model-ready (H, W, C) arrays, and a model enters only as a
+callable on batches. Nothing here imports TensorFlow. Definitions, sources and the kit's choices:
+docs/sanity-checks.md.
+
+  randomization.py  eMPRT (histogram entropy and its relative rise), sMPRT's noisy averaging,
+                    bottom-up randomization order, the null-map controls (Hedstroem et al. 2024;
+                    Binder et al. 2023), the random-logit similarity (Sixt et al. 2020)
+"""
+from .randomization import (EMPRT_BINS, SMPRT_NOISE, SMPRT_SAMPLES, bottom_up_states, constant_map,
+                            emprt, histogram_entropy, logit_similarity, noise_map, noisy_average,
+                            top_down_states)
+
+__all__ = [
+    "EMPRT_BINS", "SMPRT_NOISE", "SMPRT_SAMPLES", "histogram_entropy", "emprt", "noisy_average",
+    "bottom_up_states", "top_down_states", "constant_map", "noise_map", "logit_similarity",
+]

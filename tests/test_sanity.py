@@ -20,8 +20,10 @@ import scipy.stats
 
 from repro.metrics import auprc, ssim
 from repro.protocol import INCEPTION_STATES, LOGITS, ORIGINAL
-from repro.sanity import (bottom_up_states, constant_map, emprt, histogram_entropy, logit_similarity,
-                          noise_map, noisy_average, top_down_states)
+from repro.sanity import (ROAD_FRACTIONS, bottom_up_states, constant_map, curve_auc, deletion_curve,
+                          emprt, histogram_entropy, insertion_curve, logit_similarity, noise_map,
+                          noisy_average, noisy_linear_imputation, rise_blur, road_curve, top_down_states)
+from repro.sanity.faithfulness import NEIGHBOUR_WEIGHTS
 
 
 @pytest.fixture(scope="module")
@@ -293,7 +295,199 @@ def test_logit_similarity_matches_quantus(quantus):
     assert logit_similarity(a, b, measure="spearman") == pytest.approx(correlation_spearman(a.ravel(), b.ravel()))
 
 
+# --- deletion and insertion ----------------------------------------------------------------------
+
+def region_model(region):
+    """The model's 'probability' is the mean of the pixels in `region` (images of ones: 1 untouched)."""
+    return lambda images: images[:, region, 0].mean(axis=1)
+
+
+def test_deletion_and_insertion_by_hand():
+    image = np.ones((4, 4, 1))
+    region = np.zeros((4, 4), bool)
+    region[:2, :2] = True
+    predict = region_model(region)
+    on_target = region.astype(float)
+    # Four steps of four pixels: the region goes in the first step.
+    curve = deletion_curve(image, on_target, predict, 4)
+    np.testing.assert_array_equal(curve.fractions, [0, 0.25, 0.5, 0.75, 1])
+    np.testing.assert_array_equal(curve.scores, [1, 0, 0, 0, 0])
+    assert curve.auc == 0.125                                   # 0.25 * (1 + 0) / 2
+    # Pixel by pixel: 1, .75, .5, .25, then 0 over 12 sixteenths: (1/16) * (7/8 + 5/8 + 3/8 + 1/8).
+    assert deletion_curve(image, on_target, predict, 16).auc == pytest.approx(0.125)
+    assert deletion_curve(image, 1 - on_target, predict, 16).auc == pytest.approx(12 / 16 + 0.125)
+    assert insertion_curve(image, on_target, predict, 16, substrate="zeros").auc == pytest.approx(1 - 0.125)
+    assert insertion_curve(image, 1 - on_target, predict, 16, substrate=0.0).auc == pytest.approx(0.125)
+    # A model blind to the order: every map gives the straight line from 1 to 0.
+    rng = np.random.default_rng(9)
+    mean_model = lambda images: images.mean(axis=(1, 2, 3))  # noqa: E731
+    assert deletion_curve(image, rng.random((4, 4)), mean_model, 16).auc == pytest.approx(0.5)
+    # Ties go in raster order: a constant map deletes pixel (0, 0) first.
+    first_pixel = lambda images: images[:, 0, 0, 0]  # noqa: E731
+    np.testing.assert_array_equal(deletion_curve(image, np.zeros((4, 4)), first_pixel, 16).scores[:3], [1, 0, 0])
+    assert curve_auc([0, 0.5, 1], [1, 1, 0]) == pytest.approx(0.75)
+
+
+def test_perturbation_curves_batch_and_degenerate_maps():
+    rng = np.random.default_rng(10)
+    image = rng.random((6, 5, 3)).astype(np.float32)
+    smap = rng.random((6, 5))
+    seen = []
+
+    def predict(images):
+        seen.append(images.copy())
+        return images.mean(axis=(1, 2, 3))
+
+    curve = deletion_curve(image, smap, predict, 7, batch_size=3)
+    assert [len(b) for b in seen] == [3, 3, 2]
+    every = np.concatenate(seen)
+    assert np.array_equal(every[0], image) and np.array_equal(every[-1], np.zeros_like(image))
+    np.testing.assert_array_equal(deletion_curve(image, smap, predict, 7, batch_size=64).scores, curve.scores)
+    np.testing.assert_allclose(curve.fractions, np.round(np.linspace(0, 30, 8)) / 30)
+    # The most relevant pixel goes first.
+    changed = np.any(every[1] != image, axis=-1)
+    assert changed[np.unravel_index(np.argmax(smap), smap.shape)]
+    seen.clear()
+    inserted = insertion_curve(image, smap, predict, 7)
+    np.testing.assert_allclose(seen[0][0], rise_blur(image), rtol=1e-6)
+    assert np.array_equal(seen[-1][-1], image) and inserted.scores[-1] == pytest.approx(image.mean())
+
+    def never(images):
+        raise AssertionError("a NaN map has no order; the model must not be called")
+
+    nan_map = np.full((6, 5), np.nan)
+    assert np.isnan(deletion_curve(image, nan_map, never, 7).scores).all()
+    assert np.isnan(insertion_curve(image, nan_map, never, 7).auc)
+
+
+def test_rise_blur():
+    image = np.full((32, 32, 2), 100.0)
+    blurred = rise_blur(image)
+    np.testing.assert_allclose(blurred[5:-5, 5:-5], 100.0)      # the kernel sums to 1
+    assert blurred[0, 0, 0] < blurred[0, 16, 0] < 100.0          # zero padding darkens the border
+    rng = np.random.default_rng(11)
+    noisy = rng.random((32, 32, 1))
+    assert np.std(rise_blur(noisy)[5:-5, 5:-5]) < 0.2 * np.std(noisy)
+
+
+def test_deletion_matches_quantus_pixel_flipping(quantus):
+    """Quantus' PixelFlipping (black = 0 baseline, 4 pixels a step) on a Keras 3 model: its curve is
+    the kit's deletion curve after the first point (Quantus does not score the unperturbed image)."""
+    model = channel_first_model(seed=1)
+    rng = np.random.default_rng(12)
+    images = rng.random((3, 1, 8, 8)).astype("float32")
+    maps = rng.permutation(192).reshape(3, 1, 8, 8) / 191.0     # no ties
+    classes = np.array([0, 1, 1])
+    curves = quantus.PixelFlipping(features_in_step=4, perturb_baseline=0.0, normalise=False,
+                                   disable_warnings=True)(
+        model=model, x_batch=images, y_batch=classes, a_batch=maps, channel_first=True)
+    for i in range(3):
+        ours = deletion_curve(np.moveaxis(images[i], 0, -1), maps[i, 0], probability_of(model, classes[i]), 16,
+                              baseline=0.0)
+        np.testing.assert_allclose(ours.scores[1:], curves[i], rtol=1e-5, atol=1e-6)
+
+
+# --- ROAD ----------------------------------------------------------------------------------------
+
+def test_imputation_of_a_ramp_is_exact():
+    rows, cols = np.mgrid[:12, :15]
+    ramp = np.stack([3.0 * rows - 2.0 * cols + 7.0, 0.5 * cols - rows], axis=-1)
+    removed = np.zeros((12, 15), bool)
+    removed[3:8, 4:11] = True
+    removed[9, 2] = True
+    imputed = noisy_linear_imputation(ramp, removed, noise=0.0)
+    np.testing.assert_allclose(imputed, ramp, atol=1e-10)
+    assert np.array_equal(noisy_linear_imputation(ramp[..., 0], removed, noise=0.0)[~removed], ramp[..., 0][~removed])
+
+
+def test_imputation_solves_the_mean_of_neighbours_and_stays_in_range():
+    rng = np.random.default_rng(13)
+    image = 255 * rng.random((20, 17, 3))
+    removed = rng.random((20, 17)) < 0.7
+    imputed = noisy_linear_imputation(image, removed, noise=0.0)
+    assert np.array_equal(imputed[~removed], image[~removed])
+    assert image[~removed].min() <= imputed[removed].min() and imputed[removed].max() <= image[~removed].max()
+    for r, c in zip(*np.nonzero(removed)):        # each removed pixel: the weighted mean of its neighbours
+        total, weight = 0.0, 0.0
+        for (dr, dc), w in NEIGHBOUR_WEIGHTS:
+            if 0 <= r + dr < 20 and 0 <= c + dc < 17:
+                total, weight = total + w * imputed[r + dr, c + dc], weight + w
+        np.testing.assert_allclose(imputed[r, c], total / weight, atol=1e-9)
+    noisy = noisy_linear_imputation(image, removed, rng=np.random.default_rng(0))
+    assert np.std(noisy[removed] - imputed[removed]) == pytest.approx(0.01 * 255, rel=0.05)
+    assert np.array_equal(noisy[~removed], image[~removed])
+
+
+def test_imputation_matches_quantus(quantus):
+    from quantus.functions.perturb_func import noisy_linear_imputation as quantus_imputation
+    rng = np.random.default_rng(14)
+    for fraction in (0.1, 0.5, 0.9):
+        image = rng.random((3, 16, 16))
+        removed = rng.random((16, 16)) < fraction
+        theirs = quantus_imputation(image, np.flatnonzero(removed), noise=0.0)
+        ours = noisy_linear_imputation(np.moveaxis(image, 0, -1), removed, noise=0.0)
+        np.testing.assert_allclose(np.moveaxis(ours, -1, 0), theirs, atol=1e-10)
+
+
+def test_road_known_answers():
+    image = np.zeros((16, 16, 1))
+    region = square_mask(16)                      # 16 of 256 pixels
+    image[region] = 255.0
+    predict = lambda images: images[:, region, 0].mean(axis=1) / 255  # noqa: E731
+    fractions = (16 / 256, 0.5)
+    morf = road_curve(image, region.astype(float), predict, fractions, seed=0, noise=0.0)
+    lerf = road_curve(image, region.astype(float), predict, fractions, order="lerf", seed=0, noise=0.0)
+    # MoRF removes the square first, imputed from its black surround: gone. LeRF removes background.
+    np.testing.assert_allclose(morf.scores, [0, 0], atol=1e-12)
+    np.testing.assert_allclose(lerf.scores, [1, 1])
+    # A constant image imputes to itself: ROAD leaves no trace of where pixels were removed.
+    flat = np.full((16, 16, 1), 80.0)
+    curve = road_curve(flat, np.random.default_rng(0).random((16, 16)), lambda x: x.mean(axis=(1, 2, 3)) / 80,
+                       seed=0, noise=0.0)
+    np.testing.assert_allclose(curve.scores, 1.0)
+    assert tuple(curve.fractions) == ROAD_FRACTIONS
+    # The same arguments give the same curve; the seed changes the imputation noise.
+    rng = np.random.default_rng(15)
+    image, smap = 255 * rng.random((16, 16, 1)), rng.random((16, 16))
+    mean = lambda x: x.mean(axis=(1, 2, 3)) / 255  # noqa: E731
+    first = road_curve(image, smap, mean, seed=3)
+    assert np.array_equal(first.scores, road_curve(image, smap, mean, seed=3, batch_size=2).scores)
+    assert not np.array_equal(first.scores, road_curve(image, smap, mean, seed=4).scores)
+
+    def never(images):
+        raise AssertionError("a NaN map has no order; the model must not be called")
+
+    assert np.isnan(road_curve(image, np.full((16, 16), np.nan), never, seed=0).scores).all()
+
+
+def test_road_matches_quantus(quantus):
+    """Quantus' ROAD (MoRF, noise 0) reports whether the class survives each fraction: that is the
+    kit's ROAD probability above 0.5 for a two-class model. The model is linear, centred on the
+    images' mean so that removals flip its class, and the maps rank the pixels by their share of
+    the logit (no ties, far beyond the 1e-4 tie-breaker)."""
+    model = channel_first_model(seed=2)
+    rng = np.random.default_rng(16)
+    images = rng.random((8, 1, 8, 8)).astype("float32")
+    weights = 3 * rng.normal(size=64)
+    centre = images.reshape(8, 64).mean(axis=0)
+    model.get_layer("logits").set_weights([np.stack([np.zeros(64), weights], 1), np.array([0.0, -weights @ centre])])
+    share = np.abs(weights * (images.reshape(8, 64) - centre))
+    maps = (np.argsort(np.argsort(share, axis=1), axis=1) / 63.0).reshape(8, 1, 8, 8)
+    classes = np.argmax(model.predict(images, verbose=0), axis=-1)
+    percentages = [10, 30, 50, 70, 90]
+    theirs = quantus.ROAD(percentages=percentages, noise=0.0, normalise=False, disable_warnings=True)(
+        model=model, x_batch=images, y_batch=classes, a_batch=maps, channel_first=True)
+    survived = np.array([road_curve(np.moveaxis(images[i], 0, -1), maps[i, 0], probability_of(model, classes[i]),
+                                    [p / 100 for p in percentages], seed=0, noise=0.0).scores > 0.5
+                         for i in range(8)])
+    assert 0 < survived.mean() < 1                               # the classes do flip
+    np.testing.assert_allclose([theirs[p] for p in percentages], survived.mean(axis=0))
+
+
 # --- messages at the door ------------------------------------------------------------------------
+
+IMAGE = np.zeros((4, 4, 1))
+
 
 @pytest.mark.parametrize("call, message", [
     (lambda: histogram_entropy(np.zeros(4)), "2-D map"),
@@ -308,6 +502,17 @@ def test_logit_similarity_matches_quantus(quantus):
     (lambda: noise_map((4,), seed=0), "two positive integers"),
     (lambda: constant_map((4, 4), value=2.0), r"\[0, 1\]"),
     (lambda: logit_similarity(np.zeros((8, 8)), np.zeros((8, 8)), measure="pearson"), "measure"),
+    (lambda: deletion_curve(IMAGE, np.zeros((4, 5)), lambda x: x.mean((1, 2, 3)), 4), "image's size"),
+    (lambda: deletion_curve(IMAGE, np.zeros((4, 4)), lambda x: x.mean((1, 2, 3)), 17), "steps"),
+    (lambda: deletion_curve(IMAGE, np.zeros((4, 4)), lambda x: x.mean((1, 2)), 4), "one probability per image"),
+    (lambda: deletion_curve(IMAGE, np.zeros((4, 4)), lambda x: x.mean((1, 2, 3)), 4, baseline="mean"), "baseline"),
+    (lambda: insertion_curve(IMAGE, np.zeros((4, 4)), lambda x: x.mean((1, 2, 3)), 4, substrate=np.zeros(3)), "shape"),
+    (lambda: curve_auc([0, 1, 0.5], [1, 1, 1]), "increase"),
+    (lambda: noisy_linear_imputation(np.zeros((4, 4)), np.ones((4, 4), bool), noise=0.0), "every pixel"),
+    (lambda: noisy_linear_imputation(np.zeros((4, 4)), np.eye(4, dtype=bool)), "rng"),
+    (lambda: noisy_linear_imputation(np.zeros((4, 4)), np.zeros((4, 5), bool)), "removed of shape"),
+    (lambda: road_curve(IMAGE, np.zeros((4, 4)), lambda x: x.mean((1, 2, 3)), [0.5, 1.0], seed=0), "fractions"),
+    (lambda: road_curve(IMAGE, np.zeros((4, 4)), lambda x: x.mean((1, 2, 3)), order="up", seed=0), "order"),
 ])
 def test_bad_input_messages(call, message):
     with pytest.raises(ValueError, match=message):

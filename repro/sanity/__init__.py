@@ -9,7 +9,11 @@ docs/sanity-checks.md.
   randomization.py  eMPRT (histogram entropy and its relative rise), sMPRT's noisy averaging,
                     bottom-up randomization order, the null-map controls (Hedstroem et al. 2024;
                     Binder et al. 2023), the random-logit similarity (Sixt et al. 2020)
+  faithfulness.py   deletion / insertion curves (Petsiuk et al. 2018), ROAD with noisy linear
+                    imputation (Rong et al. 2022)
 """
+from .faithfulness import (ROAD_FRACTIONS, ROAD_NOISE, Curve, curve_auc, deletion_curve,
+                           insertion_curve, noisy_linear_imputation, rise_blur, road_curve)
 from .randomization import (EMPRT_BINS, SMPRT_NOISE, SMPRT_SAMPLES, bottom_up_states, constant_map,
                             emprt, histogram_entropy, logit_similarity, noise_map, noisy_average,
                             top_down_states)
@@ -17,4 +21,6 @@ from .randomization import (EMPRT_BINS, SMPRT_NOISE, SMPRT_SAMPLES, bottom_up_st
 __all__ = [
     "EMPRT_BINS", "SMPRT_NOISE", "SMPRT_SAMPLES", "histogram_entropy", "emprt", "noisy_average",
     "bottom_up_states", "top_down_states", "constant_map", "noise_map", "logit_similarity",
+    "Curve", "curve_auc", "deletion_curve", "insertion_curve", "rise_blur", "ROAD_FRACTIONS",
+    "ROAD_NOISE", "noisy_linear_imputation", "road_curve",
 ]

@@ -17,12 +17,17 @@ import numpy as np
 import pytest
 import scipy.special
 import scipy.stats
+from skimage.filters import threshold_otsu
+from sklearn.metrics import auc, average_precision_score, precision_recall_curve
 
-from repro.metrics import auprc, ssim
+from repro.metrics import ssim
 from repro.protocol import INCEPTION_STATES, LOGITS, ORIGINAL
-from repro.sanity import (ROAD_FRACTIONS, bottom_up_states, constant_map, curve_auc, deletion_curve,
-                          emprt, histogram_entropy, insertion_curve, logit_similarity, noise_map,
-                          noisy_average, noisy_linear_imputation, rise_blur, road_curve, top_down_states)
+from repro.sanity import (CHEXLOCALIZE_THRESHOLDS, ROAD_FRACTIONS, binarize_otsu, binarize_threshold,
+                          bottom_up_states, constant_map, curve_auc, deletion_curve, emprt,
+                          histogram_entropy, hit_rate, insertion_curve, iou, localization_iou,
+                          logit_similarity, mean_iou, noise_map, noisy_average,
+                          noisy_linear_imputation, pointing_hit, precision_scores, rise_blur,
+                          road_curve, top_down_states, tune_threshold)
 from repro.sanity.faithfulness import NEIGHBOUR_WEIGHTS
 
 
@@ -264,8 +269,7 @@ def test_null_maps_and_how_they_score():
     assert nudged.min() == 0.0 and nudged.max() == 1.0 and np.corrcoef(nudged.ravel(), a.ravel())[0, 1] > 0.99
     # Utility and eMPRT of the controls.
     mask = square_mask(128, slice(0, 32), slice(0, 32))         # 1/16 of the image
-    assert (auprc(mask, constant), auprc(mask, constant, method="average_precision")) == pytest.approx(
-        ((1 + 1 / 16) / 2, 1 / 16))
+    assert precision_scores(mask, constant) == pytest.approx(((1 + 1 / 16) / 2, 1 / 16))
     assert np.isnan(emprt(constant, constant))
     assert abs(emprt(a, b)) < 0.002                              # about log(100) both
 
@@ -484,6 +488,102 @@ def test_road_matches_quantus(quantus):
     np.testing.assert_allclose([theirs[p] for p in percentages], survived.mean(axis=0))
 
 
+# --- localization --------------------------------------------------------------------------------
+
+def test_a_map_equal_to_the_mask_scores_perfectly():
+    mask = square_mask()
+    smap = mask.astype(float)
+    assert np.array_equal(binarize_otsu(smap), mask) and localization_iou(mask, smap) == 1.0
+    for threshold in CHEXLOCALIZE_THRESHOLDS:
+        assert localization_iou(mask, smap, threshold=threshold) == 1.0
+    assert pointing_hit(mask, smap) == 1.0 and pointing_hit(mask, smap, ties="any") == 1.0
+    assert precision_scores(mask, smap) == (1.0, 1.0)
+
+
+def test_a_constant_map():
+    mask = square_mask()
+    constant = np.full((16, 16), 0.5)
+    assert not binarize_otsu(constant).any() and not binarize_threshold(constant, 0.2).any()
+    assert np.isnan(localization_iou(mask, constant))                               # true positives only
+    assert localization_iou(mask, constant, true_positive_only=False) == 0.0
+    assert pointing_hit(mask, constant) == 0.0                  # np.argmax takes pixel (0, 0)
+    assert pointing_hit(mask, constant, ties="any") == 1.0      # Quantus counts any tied maximum
+    assert precision_scores(mask, constant) == pytest.approx(((1 + 1 / 16) / 2, 1 / 16))
+    nan_map = np.full((16, 16), np.nan)
+    assert np.isnan(localization_iou(mask, nan_map)) and np.isnan(pointing_hit(mask, nan_map))
+    assert np.isnan(precision_scores(mask, nan_map).average_precision)
+
+
+def test_iou_by_hand_and_empty_cases():
+    mask, prediction = np.zeros((6, 6), bool), np.zeros((6, 6), bool)
+    mask[0:2, 0:2] = True
+    prediction[1:3, 1:3] = True
+    assert iou(mask, prediction) == pytest.approx(1 / 7)
+    empty = np.zeros((6, 6), bool)
+    assert np.isnan(iou(mask, empty)) and iou(mask, empty, true_positive_only=False) == 0.0
+    assert np.isnan(iou(empty, prediction)) and iou(empty, prediction, true_positive_only=False) == 0.0
+    assert np.isnan(iou(empty, empty, true_positive_only=False))
+    assert mean_iou([0.5, np.nan, 1.0]) == 0.75 and np.isnan(mean_iou([np.nan]))
+    assert hit_rate([1.0, 0.0, np.nan, 1.0]) == pytest.approx(2 / 3)
+
+
+def test_otsu_binarization():
+    rng = np.random.default_rng(17)
+    smap = 0.2 * rng.random((32, 32))
+    ring = np.zeros((32, 32), bool)
+    ring[8:20, 8:20] = True
+    ring[11:17, 11:17] = False
+    smap[ring] += 0.7
+    smap[28, 28] = 0.95                                         # a one-pixel spike
+    eight_bit = (255 * (smap - smap.min()) / (smap.max() - smap.min())).astype(np.uint8)
+    plain = binarize_otsu(smap, contour_fill=False)
+    assert np.array_equal(plain, eight_bit > threshold_otsu(eight_bit))
+    assert np.array_equal(plain, ring | (np.arange(32 * 32).reshape(32, 32) == 28 * 32 + 28))
+    filled = binarize_otsu(smap)
+    solid = np.zeros((32, 32), bool)
+    solid[8:20, 8:20] = True
+    assert np.array_equal(filled, solid)                        # hole filled, the spike dropped
+    assert np.array_equal(binarize_threshold(smap, 0.5), (smap - smap.min()) / (smap.max() - smap.min()) > 0.5)
+
+
+def test_threshold_tuning_finds_the_best_threshold():
+    def map_of(mask):
+        smap = np.where(mask, 1.0, 0.45)          # after min-max the background sits at 0.45 ...
+        smap[15, 15] = 0.0                         # ... because one pixel is the minimum
+        return smap
+
+    masks = [square_mask(), square_mask(rows=slice(9, 13))]
+    tuning = tune_threshold([map_of(m) for m in masks], masks)
+    assert tuning.thresholds == CHEXLOCALIZE_THRESHOLDS
+    np.testing.assert_allclose(tuning.mean_ious, [16 / 255] * 3 + [1.0] * 4)  # all but one pixel, then the mask
+    assert tuning.threshold == 0.5                               # the first of the best
+    assert np.isnan(tune_threshold([np.full((16, 16), np.nan)], masks[:1]).threshold)
+
+
+def test_pointing_game_ties_and_quantus(quantus):
+    mask = square_mask()
+    smap = np.zeros((16, 16))
+    smap[0, 0] = smap[5, 5] = 1.0                 # two maxima, the second inside
+    assert pointing_hit(mask, smap) == 0.0 and pointing_hit(mask, smap, ties="any") == 1.0
+    assert np.isnan(pointing_hit(np.zeros((16, 16), bool), smap))
+    rng = np.random.default_rng(18)
+    maps = np.round(rng.random((20, 16, 16)), 1)                 # many ties
+    masks = rng.random((20, 16, 16)) < 0.2
+    theirs = quantus.PointingGame(disable_warnings=True).evaluate_batch(a_batch=maps, s_batch=masks)
+    ours = [pointing_hit(m, a, ties="any") for m, a in zip(masks, maps)]
+    np.testing.assert_array_equal(np.asarray(theirs, dtype=float), ours)
+
+
+def test_precision_scores_match_sklearn():
+    rng = np.random.default_rng(19)
+    mask = rng.random((20, 20)) < 0.1
+    smap = rng.random((20, 20)) + 0.3 * mask
+    precision, recall, _ = precision_recall_curve(mask.ravel(), smap.ravel())
+    scores = precision_scores(mask, smap)
+    assert scores.trapezoid == pytest.approx(auc(recall, precision))
+    assert scores.average_precision == pytest.approx(average_precision_score(mask.ravel(), smap.ravel()))
+
+
 # --- messages at the door ------------------------------------------------------------------------
 
 IMAGE = np.zeros((4, 4, 1))
@@ -513,6 +613,13 @@ IMAGE = np.zeros((4, 4, 1))
     (lambda: noisy_linear_imputation(np.zeros((4, 4)), np.zeros((4, 5), bool)), "removed of shape"),
     (lambda: road_curve(IMAGE, np.zeros((4, 4)), lambda x: x.mean((1, 2, 3)), [0.5, 1.0], seed=0), "fractions"),
     (lambda: road_curve(IMAGE, np.zeros((4, 4)), lambda x: x.mean((1, 2, 3)), order="up", seed=0), "order"),
+    (lambda: binarize_otsu(np.full((4, 4), np.nan)), "degenerate"),
+    (lambda: binarize_threshold(np.zeros((4, 4)), 1.5), r"\[0, 1\]"),
+    (lambda: iou(np.zeros((4, 4)), np.zeros((4, 5))), "same shape"),
+    (lambda: iou(np.full((4, 4), 2), np.zeros((4, 4))), "boolean or 0/1"),
+    (lambda: localization_iou(np.zeros((4, 4)), np.zeros((4, 4)), threshold="mean"), "otsu"),
+    (lambda: tune_threshold([np.zeros((4, 4))], []), "as many maps as masks"),
+    (lambda: pointing_hit(np.zeros((4, 4)), np.zeros((4, 4)), ties="last"), "ties"),
 ])
 def test_bad_input_messages(call, message):
     with pytest.raises(ValueError, match=message):

@@ -1,7 +1,7 @@
 """Faithfulness: does the model's output fall when the pixels a map ranks first are taken away?
 
 - Deletion and insertion (Petsiuk et al., "RISE: Randomized Input Sampling for Explanation of
-  Black-box Models", BMVC 2018, Section 4.1 "Evaluation metrics"; the authors' code:
+  Black-box Models", BMVC 2018, its deletion and insertion metrics; the authors' code:
   github.com/eclique/RISE, evaluation.py and Evaluation.ipynb): pixels are replaced most-relevant
   first, in equal steps, by a baseline (deletion) or moved from the image onto a blurred substrate
   (insertion); the curve is the model's probability of the explained class after each step, and
@@ -64,7 +64,7 @@ class Curve(NamedTuple):
 def curve_auc(fractions: np.ndarray, scores: np.ndarray) -> float:
     """Area under a perturbation curve by the trapezoid over the fraction of pixels changed.
 
-    Petsiuk et al. 2018, Section 4.1 (area under the deletion / insertion curve); RISE's
+    Petsiuk et al. 2018 (the area under the deletion / insertion curve); RISE's
     evaluation.py auc() is the same trapezoid on its equally spaced steps. NaN if a score is NaN.
     """
     fractions = np.asarray(fractions, dtype=np.float64)
@@ -85,7 +85,7 @@ def deletion_curve(image: np.ndarray, smap: np.ndarray, predict: Predict, steps:
                    baseline: str | float | np.ndarray = "zeros", batch_size: int = 16) -> Curve:
     """Deletion: the probability as the map's pixels are replaced by `baseline`, most relevant first.
 
-    Petsiuk et al. 2018, Section 4.1; RISE's CausalMetric(mode="del", substrate_fn=torch.zeros_like).
+    Petsiuk et al. 2018 (deletion); RISE's CausalMetric(mode="del", substrate_fn=torch.zeros_like).
     steps: the number of equal steps (steps + 1 model inputs: the image, then after each step);
     RISE used 224 steps of 224 pixels on 224 x 224 images, one image row per step.
     baseline: "zeros" (RISE's zeros_like, here zeros of the model-ready input: black for the kit's
@@ -103,7 +103,7 @@ def insertion_curve(image: np.ndarray, smap: np.ndarray, predict: Predict, steps
                     substrate: str | float | np.ndarray = "blur", batch_size: int = 16) -> Curve:
     """Insertion: the probability as the image's pixels are put onto `substrate`, most relevant first.
 
-    Petsiuk et al. 2018, Section 4.1 (insertion starts from a blurred image); RISE's
+    Petsiuk et al. 2018 (insertion, from a blurred image); RISE's
     CausalMetric(mode="ins", substrate_fn=blur) with blur = rise_blur. Options and ties as
     deletion_curve; the first point is the substrate's probability, the last the image's.
     """

@@ -183,9 +183,10 @@ def constant_map(shape: tuple[int, int], value: float = 0.5) -> np.ndarray:
 def noise_map(shape: tuple[int, int], *, seed: int, key: Hashable = "") -> np.ndarray:
     """A map independent of model and image: uniform [0, 1) per pixel (float32), from numpy's
     Generator seeded with (seed, crc32(str(key))). A key per (image, model, state) draws it anew
-    per call, the control Binder et al. 2023 show passes top-down randomization; one key per image
-    gives the same map in every state (SSIM 1, fails it). Already in [0, 1] and never degenerate:
-    it is scorable raw or post-processed."""
+    per call: its SSIM between states falls to about 0.02, a pass if the test is read as "the
+    similarity falls" (Binder et al. 2023), though not under the kit's rule, as two images' noise
+    maps are as unalike (the random-pair baseline). One key per image gives the same map in every
+    state (SSIM 1). Already in [0, 1] and never degenerate: scorable raw or post-processed."""
     _check_shape(shape, "noise_map")
     if not (_is_int(seed) and seed >= 0):
         raise ValueError(f"noise_map: seed must be an integer >= 0, got {seed!r}")
@@ -198,13 +199,14 @@ def logit_similarity(predicted_map: np.ndarray, other_map: np.ndarray, *, measur
                      data_range: float = 2.0) -> float:
     """Similarity of the map explaining the predicted class and the map explaining the other class.
 
-    Sixt et al. 2020 (random-logit test: maps of the explained logit and of a random other logit;
-    they report SSIM); Quantus 0.6.0 RandomLogit also defaults to SSIM. With the kit's two-class
-    classifiers "a random other logit" is the other class. measure="ssim": repro.metrics.ssim with
-    the kit's data_range 2 by default, so the number sits on the randomization test's scale
-    (Quantus takes the two maps' joint range; pass data_range to match it); "spearman": Spearman
-    rank correlation of the pixels (Adebayo et al. 2018's other similarity, Quantus' default for
-    MPRT). NaN for a NaN map; Spearman is NaN for a constant map (its ranks all tie).
+    Sixt et al. 2020 (random-logit test: maps of the explained logit and of a random other logit);
+    Quantus 0.6.0 RandomLogit, which implements it, defaults to SSIM (but of the flattened maps,
+    1-D windows along raster rows). With the kit's two-class classifiers "a random other logit" is
+    the other class. measure="ssim": repro.metrics.ssim (2-D) with the kit's data_range 2 by
+    default, so the number sits on the randomization test's scale (Quantus takes the two maps'
+    joint range; pass data_range to match it); "spearman": Spearman rank correlation of the pixels
+    (Adebayo et al. 2018's other similarity, Quantus' default for MPRT). NaN for a NaN map;
+    Spearman is NaN for a constant map (its ranks all tie).
     """
     if measure not in SIMILARITY_MEASURES:
         raise ValueError(f"logit_similarity: measure must be one of {SIMILARITY_MEASURES}, got {measure!r}")

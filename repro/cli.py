@@ -132,11 +132,10 @@ def build_parser() -> argparse.ArgumentParser:
     table.add_argument("number", type=int, choices=[2, 3, 4])
     figure = experiment_command("figure", "draw Figure 2, 3 or 4 from the run's scores and maps", _figure)
     figure.add_argument("number", type=int, choices=[2, 3, 4])
-    statistics = experiment_command("statistics", "recompute the cells of Tables 2-4 and their stability from the "
-                                                  "run's scores, or export them for R", _statistics)
-    statistics.add_argument("--export-r", type=Path, metavar="DIR",
-                            help="instead, write each fitted family, the kit's P values and an R script that "
-                                 "refits them with lme4 + multcomp (Rscript DIR/refit.R DIR)")
+    statistics = experiment_command("statistics", "export the run's statistics for R: every family fitted, the "
+                                                  "kit's P values, and a script that refits them", _statistics)
+    statistics.add_argument("--export-r", type=Path, metavar="DIR", required=True,
+                            help="where to write scores.csv, contrasts.csv and refit.R (then: Rscript DIR/refit.R DIR)")
     experiment_command("grade", "compare the run's tables with the published ones", _grade)
     experiment_command("all", "run the whole pipeline of an experiment (resumable)", _all, cluster=True)
     return parser
@@ -309,13 +308,8 @@ def _figure(args) -> None:
 def _statistics(args) -> None:
     from repro import pipeline
     experiment = _experiment(args)
-    if args.export_r is not None:
-        directory = pipeline.export_statistics(experiment, args.export_r)
-        print(f"wrote {directory}: refit in R with  Rscript {directory / 'refit.R'} {directory}")
-        return
-    cells = pipeline.stage_statistics(experiment, pipeline.read_scores(experiment))
-    pipeline.stage_tables(experiment, cells)
-    print(f"wrote {experiment.layout.result('cells.csv')} and Tables 2-4")
+    directory = pipeline.export_statistics(experiment, args.export_r)
+    print(f"wrote {directory}: refit in R with  Rscript {directory / 'refit.R'} {directory}")
 
 
 def _grade(args) -> None:

@@ -3,12 +3,14 @@
 data (phantoms made if needed, arrays cached) -> train (finished models kept, stale ones retrained)
 -> maps (stored one by one, checked on read) -> scores -> statistics (cells, verdict stability)
 -> tables, figures, grade -> provenance, publish. Scores and everything after them are recomputed
-from the stored maps every time: cheap, and identical for identical maps. Each stage takes the
+from the stored maps every time (cheap, and identical for identical maps), except the statistics,
+reused while their scores and settings are unchanged (minutes of resampling). Each stage takes the
 experiment's typed settings and the run layout; none reads the experiment file itself.
 Stages that need TensorFlow import it inside the function, so that light commands start fast.
 """
 from __future__ import annotations
 
+import hashlib
 import logging
 from dataclasses import dataclass
 from pathlib import Path
@@ -29,7 +31,7 @@ from repro.protocol import CONTROLS, INCEPTION_STATES
 from repro.provenance import StageClock, provenance_record
 from repro.report.summary import RunReport, check_controls, report_markdown
 from repro.runtime import give_back_memory
-from repro.statistics.cells import ModelChoice, PostHoc, pair_label, result_cells
+from repro.statistics.cells import STATISTICS_VERSION, ModelChoice, PostHoc, pair_label, result_cells
 from repro.statistics.stability import verdict_stability
 
 log = logging.getLogger(__name__)
@@ -242,8 +244,17 @@ def main_choice(experiment: Experiment, dataset: str) -> ModelChoice:
         localizer_pair=pair_label(*localizers[:2]) if len(localizers) >= 2 else None)
 
 
-def stage_statistics(experiment: Experiment, scores: pd.DataFrame, executor=None) -> pd.DataFrame:
-    """Every cell of Tables 2-4 with its verdict's stability: results/cells.csv."""
+def stage_statistics(experiment: Experiment, scores: pd.DataFrame, executor=None, *,
+                     progress: bool = True) -> pd.DataFrame:
+    """Every cell of Tables 2-4 with its verdict's stability: results/cells.csv. Reused when the
+    scores, the settings and the statistics code are those that made it (results/statistics.json),
+    since the stability resampling takes minutes and gives the same bits again."""
+    layout = experiment.layout
+    made_from, cells_path = statistics_fingerprint(experiment, scores), layout.result("cells.csv")
+    if cells_path.is_file() and _statistics_made_from(layout) == (made_from, sha256_file(cells_path)):
+        if progress:
+            print("statistics: the scores and settings are unchanged, cells.csv reused", flush=True)
+        return _read_cells_file(cells_path)
     settings = experiment.settings
     methods, form = settings.saliency.methods, settings.evaluation.randomization_cells
     stability, rule = settings.evaluation.stability, settings.evaluation.constant_comparison
@@ -262,8 +273,25 @@ def stage_statistics(experiment: Experiment, scores: pd.DataFrame, executor=None
     if "fragile" not in cells:
         cells["fragile"] = False
     cells["fragile"] = cells["fragile"].astype("boolean").fillna(False).astype(bool)
-    write_text(experiment.layout.result("cells.csv"), cells.to_csv(index=False))
+    write_text(cells_path, cells.to_csv(index=False))
+    write_json(layout.result("statistics.json"), {"made_from": made_from, "cells_sha256": sha256_file(cells_path)})
     return cells
+
+
+def statistics_fingerprint(experiment: Experiment, scores: pd.DataFrame) -> str:
+    """What the cells are made from: the scores (their values, not their file), the results'
+    settings and the statistics code's version."""
+    values = pd.util.hash_pandas_object(scores.reset_index(drop=True), index=False).to_numpy()
+    return fingerprint({"scores": hashlib.sha256(values.tobytes()).hexdigest(),
+                        "settings": experiment.results_fingerprint, "version": STATISTICS_VERSION})
+
+
+def _statistics_made_from(layout) -> tuple[str, str] | None:
+    try:
+        record = read_json_object(layout.result("statistics.json"))
+    except ValueError:      # absent or damaged: computed again
+        return None
+    return record.get("made_from"), record.get("cells_sha256")
 
 
 def dataset_cells(experiment: Experiment, scores: pd.DataFrame, name: str, post_hoc: PostHoc
@@ -364,7 +392,7 @@ def _run_stages(experiment: Experiment, clock: StageClock, cluster: str | None, 
             scores = stage_scores(experiment, datasets, plans, executor)
         with clock.stage("statistics"):
             say("statistics and verdict stability")
-            cells = stage_statistics(experiment, scores, executor)
+            cells = stage_statistics(experiment, scores, executor, progress=progress)
     with clock.stage("report"):
         say("tables, figures, grade")
         stage_tables(experiment, cells)
@@ -449,10 +477,13 @@ def read_scores(experiment: Experiment) -> pd.DataFrame:
 def read_cells(experiment: Experiment) -> pd.DataFrame:
     """The run's cells.csv (Tables 2-4 in the published schema, with n and stability), made with
     the experiment's current settings."""
-    path = current_result(experiment, "cells.csv", "tables")
-    cells = pd.read_csv(path, dtype={"p": str, "verdict": str, "form": str, "comparison": str},
+    return _read_cells_file(current_result(experiment, "cells.csv", "tables"))
+
+
+def _read_cells_file(path: Path) -> pd.DataFrame:
+    cells = pd.read_csv(path, dtype={"p": str, "verdict": str, "form": str, "comparison": str, "fit": str},
                         keep_default_na=False, na_values={c: [""] for c in ("mean", "sd", "bootstrap_agreement",
-                                                                           "replicate_agreement")})
+                                                                           "replicate_agreement", "icc")})
     cells["fragile"] = cells["fragile"].astype(str) == "True"
     return cells
 

@@ -184,6 +184,26 @@ def test_a_subset_of_methods_runs_through_and_a_failed_control_exits_3(smoke_run
     pd.testing.assert_frame_equal(scores, full)
 
 
+def test_unchanged_scores_reuse_the_statistics_and_changed_ones_do_not(smoke_run, tmp_path, monkeypatch, capsys):
+    """The stability resampling takes minutes: a rerun whose scores and settings are unchanged reads
+    cells.csv back; other scores (or a damaged record of what made the cells) compute them again."""
+    copy_run(smoke_run, tmp_path, parts=("results",))
+    experiment = load_experiment("smoke", run_dir=tmp_path)
+    scores = pd.read_csv(tmp_path / "results" / "scores.csv", dtype={"image": str, "model": str})
+    before = (tmp_path / "results" / "cells.csv").read_bytes()
+    real, calls = pipeline.verdict_stability, []
+    monkeypatch.setattr(pipeline, "verdict_stability", lambda *a, **k: calls.append(1) or real(*a, **k))
+    reused = pipeline.stage_statistics(experiment, scores)
+    assert calls == [] and "cells.csv reused" in capsys.readouterr().out
+    assert (tmp_path / "results" / "cells.csv").read_bytes() == before and len(reused) == len(smoke_run.cells)
+    pipeline.stage_statistics(experiment, scores.iloc[1:], progress=False)
+    assert calls and (tmp_path / "results" / "cells.csv").read_bytes() != before
+    calls.clear()
+    (tmp_path / "results" / "statistics.json").write_text("null")
+    pipeline.stage_statistics(experiment, scores, progress=False)
+    assert calls and (tmp_path / "results" / "cells.csv").read_bytes() == before
+
+
 CHECKED_METHODS = ("GRAD", "SG", "XRAI")   # a gradient, seeded noise, XRAI (segmentation tasks on the cluster)
 
 

@@ -19,7 +19,7 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from repro.statistics.mixed import (MIXED, SINGULAR, fit_mixed_model, mixed_model_contrasts,
+from repro.statistics.mixed import (EXACT, MIXED, SINGULAR, fit_mixed_model, mixed_model_contrasts,
                                     single_step_p_values)
 
 FIXTURES = Path(__file__).parent / "r" / "fixtures"
@@ -161,5 +161,11 @@ def test_export_refits_in_r_to_the_kits_p_values(smoke_run, tmp_path, capsys):
     assert sorted(contrasts["p_value"].map(format_p)) == sorted(measured["p"])
     need_r()
     r = run_refit(tmp_path)
-    assert np.allclose(r["estimate"], contrasts["estimate"], rtol=1e-5, atol=1e-7)
-    assert np.allclose(r["p_value"], contrasts["p_value"], atol=1e-3)
+    # lme4 cannot fit a family whose scores leave no residual variance (the smoke run's EDGE, whose
+    # maps ignore the model, against localizers that agree exactly): the kit names those fits
+    refused = r["p_value"].isna()
+    assert (refused == (contrasts["fit"] == EXACT)).all()
+    fitted = r[~refused]
+    assert len(fitted) > 0
+    assert np.allclose(fitted["estimate"], contrasts["estimate"][~refused], rtol=1e-5, atol=1e-7)
+    assert np.allclose(fitted["p_value"], contrasts["p_value"][~refused], atol=1e-3)

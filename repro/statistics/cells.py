@@ -38,6 +38,7 @@ from repro.protocol import (AVG, FAIL, LOW, LOW_SSIM, NOT_MEASURED, RANDOMIZATIO
 from repro.statistics.mixed import format_p, mixed_model_contrasts
 
 CELL_DECIMALS = 4
+STATISTICS_VERSION = 2   # bump when a change alters the cells the same scores give (2: lme4's fit, multcomp's P)
 CELL_COLUMNS = ["table", "dataset", "method", "column", "mean", "sd", "n", "p", "verdict", "form", "comparison",
                 "fit", "icc"]
 FORMS = ("replicates", "per_image")
@@ -234,4 +235,5 @@ def verdict_cells(cells: pd.DataFrame) -> pd.DataFrame:
                  & (cells["verdict"] != "")]
 
 
-__all__ = ["CELL_COLUMNS", "FAIL", "ModelChoice", "PostHoc", "pair_label", "result_cells", "verdict_cells"]
+__all__ = ["CELL_COLUMNS", "FAIL", "STATISTICS_VERSION", "ModelChoice", "PostHoc", "pair_label", "result_cells",
+           "verdict_cells"]

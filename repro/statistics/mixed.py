@@ -43,6 +43,7 @@ from repro.protocol import FAIL, NOT_MEASURED, PASS, UNCERTAIN
 CONSTANT_RULES = ("studentized_range", "single_step", "constant_group")
 SINGULAR_THETA = 1e-4             # lme4::isSingular's default tolerance on theta
 MIXED, SINGULAR, NO_REPEATS = "mixed", "singular", "least squares (no image scored twice)"
+EXACT = "no residual variance"   # every score is its group's mean: differences are known exactly
 QMC_POINTS = 2 ** 18
 QMC_BATCH = 2 ** 14
 QMC_SEED = 20210604
@@ -59,7 +60,7 @@ class Contrast:
     p_value: float      # adjusted over the comparison's family, two-sided
     verdict: str        # pass / did not pass / uncertain, in the direction the test defines
     n: int = 0          # finite scores in the compared group(s)
-    fit: str = ""       # the model fitted: mixed / singular / least squares (no image scored twice)
+    fit: str = ""       # the model fitted: MIXED, SINGULAR, NO_REPEATS or EXACT (below)
     icc: float = np.nan  # the fit's image intra-class correlation, image variance / total
 
 
@@ -71,7 +72,7 @@ class MixedFit:
     covariance: np.ndarray   # vcov(fit): sigma^2 (X'V^-1 X)^-1
     theta: float             # image sd / residual sd (lme4's getME(fit, "theta"))
     residual_variance: float  # sigma(fit)^2
-    outcome: str             # MIXED, SINGULAR or NO_REPEATS
+    outcome: str             # MIXED, SINGULAR, NO_REPEATS or EXACT
     images: int
     n: int
 
@@ -142,7 +143,7 @@ def fit_mixed_model(scores: pd.DataFrame) -> MixedFit:
         # every image scored once: the image effect cannot be told from the residual (lme4 refuses)
         theta, outcome = 0.0, NO_REPEATS
     elif design.gls(0.0)[2] <= 1e-24 * design.yy:
-        theta, outcome = 0.0, SINGULAR     # every score is its group's mean: nothing left to share
+        theta, outcome = 0.0, EXACT        # lme4 stops here (its vcov is not positive definite)
     else:
         theta = _reml_theta(design)
         outcome = MIXED if theta >= SINGULAR_THETA else SINGULAR

@@ -68,7 +68,15 @@ for (family in unique(wanted$family)) {
     }
   }
   started <- Sys.time()
-  model <- fit_family(data)
+  model <- tryCatch(fit_family(data), error = function(e) conditionMessage(e))
+  if (is.character(model)) {   # lme4 cannot fit it (scores with no residual variance, say)
+    rows[[length(rows) + 1]] <- data.frame(
+      family = family, group = mine$group, reference = mine$reference, constant_rule = rule, estimate = NA,
+      std_error = NA, z = NA, p_value = NA, theta = NA, sigma = NA, singular = NA, reml = NA,
+      error = gsub("[\r\n]+", " ", model))
+    message(sprintf("%s: lme4 cannot fit it: %s", family, model))
+    next
+  }
   fit0 <- model$fit0
   k <- nlevels(model$data$group)
   in_family <- unique(mine$group[is_constant])
@@ -99,7 +107,7 @@ for (family in unique(wanted$family)) {
       family = family, group = group, reference = reference, constant_rule = rule,
       estimate = values[1], std_error = values[2], z = values[3], p_value = values[4],
       theta = getME(model$fit, "theta")[[1]], sigma = sigma(model$fit),
-      singular = isSingular(model$fit), reml = REMLcrit(model$fit))
+      singular = isSingular(model$fit), reml = REMLcrit(model$fit), error = "")
   }
   message(sprintf("%s: %.1f s", family, as.numeric(Sys.time() - started, units = "secs")))
 }
@@ -115,6 +123,6 @@ if ("p_value" %in% names(wanted)) {
   differences <- abs(kit - results$p_value)
   alpha <- 0.05
   flips <- sum((kit < alpha) != (results$p_value < alpha), na.rm = TRUE)
-  cat(sprintf("largest |P(kit) - P(R)|: %.2g; contrasts on different sides of alpha %.2f: %d\n",
-              max(differences, na.rm = TRUE), alpha, flips))
+  cat(sprintf("largest |P(kit) - P(R)|: %.2g; contrasts on different sides of alpha %.2f: %d; not fitted by lme4: %d\n",
+              max(differences, na.rm = TRUE), alpha, flips, sum(is.na(results$p_value))))
 }

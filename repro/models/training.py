@@ -157,11 +157,20 @@ def _train_attempt(task: Task, dataset: Dataset, work: Path, state: dict, name: 
         # as slow (benchmarks/RESULTS.md); `_EpochEnd` ends each call after its epoch.
         batches = tf.data.Dataset.from_tensor_slices(_epoch_arrays(task, dataset, state["epoch"]))
         model.fit(batches.batch(task.settings.batch_size).prefetch(1), initial_epoch=state["epoch"],
-                  epochs=task.settings.epochs, callbacks=[epoch_end], verbose=1 if progress else 0,
+                  epochs=task.settings.epochs, callbacks=[epoch_end], verbose=keras_verbosity(progress),
                   shuffle=False)  # the batches come shuffled; Keras ignores (and warns about) shuffle here
     metrics = _finish(task, model, dataset, state, work, name)
     finished.set_weights(model.get_weights())
     return metrics, finished
+
+
+def keras_verbosity(progress: bool) -> int:
+    """Keras' `verbose` for fit: its live progress bar on a terminal; one plain line per epoch
+    when the output goes to a file or a pipe (the bar's carriage returns and colour codes would
+    fill a log); nothing without progress."""
+    if not progress:
+        return 0
+    return 1 if sys.stdout.isatty() else 2
 
 
 def _restart_wanted(task: Task, state: dict, metrics: dict) -> bool:

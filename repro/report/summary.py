@@ -21,6 +21,33 @@ VERDICT_COLUMNS = ((3, "P_AVG", "utility vs AVG"), (3, "P_High", "utility vs loc
                    (4, "P_Reprod_Low", "reproducibility vs 0.5"))
 
 
+# Test ROC AUC below which a classifier has learned next to nothing: its maps explain noise, and
+# its verdicts say little about the method (the README and the report say so beside its score).
+NEAR_CHANCE = 0.6
+
+
+def near_chance(models: dict) -> dict[str, float]:
+    """The classifiers of models.json ("dataset/model": record) whose test ROC AUC is below
+    NEAR_CHANCE, with that ROC AUC."""
+    found = {}
+    for name, record in models.items():
+        auc = (record.get("test") or {}).get("auc")
+        if record.get("monitor", "auc") == "auc" and auc is not None and auc < NEAR_CHANCE:
+            found[name] = auc
+    return found
+
+
+def near_chance_line(models: dict) -> str | None:
+    """The warning the console and report.md give about classifiers near chance, if any."""
+    found = near_chance(models)
+    if not found:
+        return None
+    return (f"classifiers near chance (test ROC AUC below {NEAR_CHANCE}): "
+            + ", ".join(f"{name} {auc:.2f}" for name, auc in found.items())
+            + "; their maps explain models that learned next to nothing, so the verdicts drawn from them "
+              "say little about the methods")
+
+
 # Below this many utility images the controls' verdicts say more about chance than about the
 # harness (the smoke run has three): the check is then reported as not made.
 MIN_CONTROL_IMAGES = 10
@@ -73,6 +100,11 @@ class RunReport:
     grade: dict | None
     control_problems: list[str]
     provenance: dict = field(default_factory=dict)
+    models: dict = field(default_factory=dict)   # models.json: each model's validation and test scores
+
+    @property
+    def near_chance_line(self) -> str | None:
+        return near_chance_line(self.models)
 
     @property
     def exit_code(self) -> int:
@@ -139,6 +171,8 @@ def report_markdown(report: RunReport) -> str:
     if settings.description:
         lines += [settings.description, ""]
     roles = experiment.roles
+    if report.near_chance_line:
+        lines += [f"**Warning**: {report.near_chance_line}.", ""]
     lines += [f"- methods: {', '.join(settings.saliency.methods)} (preset `{settings.saliency.preset}`)",
               f"- models: utility and randomization on {', '.join(roles.replicates)}; repeatability "
               f"{' vs '.join(roles.repeatability) if roles.repeatability else 'not measured (needs two models of one architecture)'}; "
@@ -159,5 +193,5 @@ def report_markdown(report: RunReport) -> str:
     if report.grade:
         lines += ["## Fidelity grade", "", f"{report.grade['headline']} (grade.md)", ""]
     lines += ["Tables: table2.md, table3.md, table4.md; every cell with n and stability: cells.csv; "
-              "figures: figure2-4.png.", ""]
+              "figures: figure2-4.png; the maps behind every verdict: report/index.html.", ""]
     return "\n".join(lines)

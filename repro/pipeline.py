@@ -536,7 +536,8 @@ def read_report(experiment: Experiment) -> RunReport:
 
 def notebook_experiment() -> Experiment:
     """The run a walk-through notebook reads: $REPRO_EXPERIMENT (and $REPRO_RUN_DIR) when set,
-    else the demo run when it has results, else the smoke run, made now if it has none (minutes)."""
+    else the demo run when it has results, else the smoke run, made now if it has none (minutes,
+    saying so first and showing each stage as it goes)."""
     import os
 
     from repro.experiments import load_experiment
@@ -547,5 +548,7 @@ def notebook_experiment() -> Experiment:
         return demo
     smoke = load_experiment("smoke")
     if not smoke.layout.result("cells.csv").is_file():
-        run_all(smoke, progress=False)
+        print(f"No finished run to read: running the smoke experiment into {smoke.layout.root} now (about "
+              "4 minutes on two cores; the demo's results are read instead once `make demo` has run).", flush=True)
+        run_all(smoke, progress=True)
     return smoke

@@ -45,20 +45,24 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Callable
 
-import keras
-import keras_hub
-import numpy as np
-import tensorflow as tf
+from repro.runtime import import_tensorflow
 
-from repro.data.dataset import Dataset
-from repro.experiments import ModelSpec, TrainSettings
-from repro.io import read_json_object, sha256_file, write_json, write_npz
-from repro.layout import RunLayout
-from repro.models.augment import augment
-from repro.models.batchnorm import recalibrate_batchnorm
-from repro.models.records import _notice, finished_record, model_fingerprint
-from repro.models.tasks import TASKS, Task
-from repro.runtime import give_back_memory
+import_tensorflow()   # quietly: TensorFlow's start-up lines (absl, oneDNN, cudart, cuInit) kept off stderr
+
+import keras  # noqa: E402
+import keras_hub  # noqa: E402
+import numpy as np  # noqa: E402
+import tensorflow as tf  # noqa: E402
+
+from repro.data.dataset import Dataset  # noqa: E402
+from repro.experiments import ModelSpec, TrainSettings  # noqa: E402
+from repro.io import read_json_object, sha256_file, write_json, write_npz  # noqa: E402
+from repro.layout import RunLayout  # noqa: E402
+from repro.models.augment import augment  # noqa: E402
+from repro.models.batchnorm import recalibrate_batchnorm  # noqa: E402
+from repro.models.records import _notice, finished_record, model_fingerprint  # noqa: E402
+from repro.models.tasks import TASKS, Task  # noqa: E402
+from repro.runtime import give_back_memory  # noqa: E402
 
 log = logging.getLogger(__name__)
 

@@ -274,7 +274,9 @@ def _example_panel(figure, cell, example: Example, title: str, *, by_columns: bo
     A degenerate (all NaN) map shows as an empty panel labelled "degenerate"."""
     methods = list(next(iter(example.rows.values())))
     row_labels, column_count = (methods, len(example.rows)) if by_columns else (list(example.rows), len(methods))
-    sub = cell.subgridspec(len(row_labels), column_count + 2, wspace=0.05, hspace=0.45,
+    if len(row_labels) == 1:   # one row: its label in the title, where a long model name fits
+        title, row_labels = f"{title}: {row_labels[0]}", []
+    sub = cell.subgridspec(max(len(row_labels), 1), column_count + 2, wspace=0.05, hspace=0.45,
                            width_ratios=[1.6, 0.3] + [1.0] * column_count)
     image_axis = figure.add_subplot(sub[:, 0])
     image_axis.set_anchor("N")   # at the top of the panel, under its title, however many rows follow
@@ -286,7 +288,8 @@ def _example_panel(figure, cell, example: Example, title: str, *, by_columns: bo
     image_axis.axis("off")
     for i, label in enumerate(row_labels):
         label_axis = figure.add_subplot(sub[i, 1])
-        label_axis.text(0.5, 0.5, label, fontsize=6, rotation=90, va="center", ha="center")
+        label_axis.text(0.5, 0.5, label, fontsize=6 if len(label) <= 14 else 5, rotation=90, va="center",
+                        ha="center")
         label_axis.axis("off")
     for r, (row_label, maps) in enumerate(example.rows.items()):
         for m, method in enumerate(methods):

@@ -346,7 +346,7 @@ def stage_provenance_page(experiment: Experiment, provenance: dict, compare=()) 
     from repro.report.compare import compare as compare_runs
     from repro.report.html import comparisons_of, write_provenance_page
     comparisons = comparisons_of(provenance, [experiment.publish_dir])
-    comparisons += [compare_runs(experiment.layout.root, Path(other)) for other in compare]
+    comparisons += [{"source": str(other), **compare_runs(experiment.layout.root, Path(other))} for other in compare]
     return write_provenance_page(experiment.layout.report_dir, provenance, comparisons)
 
 

@@ -9,6 +9,7 @@ from html.parser import HTMLParser
 from pathlib import Path
 from urllib.parse import unquote, urlsplit
 
+import pandas as pd
 import pytest
 
 from repro import pipeline
@@ -83,8 +84,8 @@ def test_the_verdict_matrix_links_every_measured_verdict_to_its_maps(report, smo
     cells = smoke_run.cells
     shown = [(3, "P_AVG"), (3, "P_High"), (3, "P_Randomization"), (4, "P_Repeat_Low"), (4, "P_Reprod_Low")]
     rows = [*smoke_run.experiment.settings.saliency.methods, "EDGE", "ORACLE"]
-    verdicts = cells[[(t, c) in shown for t, c in zip(cells.table, cells.column)] & cells.method.isin(rows)
-                     & ~cells.verdict.isin(["", "not measured"])]
+    in_matrix = pd.Series([(t, c) in shown for t, c in zip(cells.table, cells.column)], index=cells.index)
+    verdicts = cells[in_matrix & cells.method.isin(rows) & ~cells.verdict.isin(["", "not measured"])]
     assert len(index.matrix_links) == len(verdicts)
     assert "images-siim.html#metric=utility_auprc&sort=XRAI&order=asc" in index.matrix_links
     assert "cascade.html#siim-XRAI" in index.matrix_links

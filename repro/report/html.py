@@ -19,7 +19,7 @@ provenance.html). Labels are the experiment's own: its model names, data set tit
 """
 from __future__ import annotations
 
-import html
+import functools
 import json
 import math
 import shutil
@@ -33,7 +33,7 @@ import pandas as pd
 from repro.io import atomic_folder, write_text
 from repro.protocol import AVG, CONTROLS, FAIL, LOW, NOT_MEASURED, ORIGINAL, PASS, STATE_LABELS, UNCERTAIN
 from repro.report.summary import NEAR_CHANCE, VERDICT_COLUMNS, RunReport, check_controls, near_chance
-from repro.report.tables import FRAGILE, LAYOUT, MARKERS, format_cell, note
+from repro.report.tables import LAYOUT, MARKERS, format_cell, note
 from repro.report.thumbnails import map_thumbnail, radiograph_thumbnail
 
 LOCALIZER = "LOCALIZER"        # the method name of a localization network's own map (repro.evaluation.plan)
@@ -105,12 +105,16 @@ def comparisons_of(provenance: dict, folders) -> list[dict]:
 
 
 def _nav_pages(report_dir: Path) -> list[tuple[str, str]]:
-    """The navigation links of provenance.html, from the pages written before it."""
+    """The navigation links of provenance.html: pages.json, which the other pages' writer leaves
+    (provenance.html is written later, once the provenance record exists)."""
     index = report_dir / "pages.json"
     return [tuple(p) for p in json.loads(index.read_text())] if index.is_file() else [("index.html", "Overview")]
 
 
 class _Report:
+    """The pages of one run's report, written into `folder`; thumbnails are written once, when a
+    page first shows them."""
+
     def __init__(self, folder: Path, experiment, cells, scores, datasets, plans, choices, grade, models):
         self.folder, self.experiment = folder, experiment
         self.cells, self.grade, self.models = cells, grade, models
@@ -519,18 +523,11 @@ def _render(template: str, **context) -> str:
     return _environment().get_template(template).render(**context)
 
 
-_ENV = None
-
-
+@functools.lru_cache(maxsize=1)
 def _environment() -> jinja2.Environment:
-    global _ENV
-    if _ENV is None:
-        _ENV = jinja2.Environment(loader=jinja2.FileSystemLoader(TEMPLATES), autoescape=True,
-                                  trim_blocks=True, lstrip_blocks=True, undefined=jinja2.StrictUndefined,
-                                  keep_trailing_newline=True)
-        _ENV.filters["fragile"] = lambda fragile: FRAGILE if fragile else ""
-        _ENV.filters["attr_json"] = lambda values: html.escape(json.dumps(values, sort_keys=True))
-    return _ENV
+    # StrictUndefined: a name a template uses but the page's data lacks is an error, not a blank.
+    return jinja2.Environment(loader=jinja2.FileSystemLoader(TEMPLATES), autoescape=True, trim_blocks=True,
+                              lstrip_blocks=True, undefined=jinja2.StrictUndefined, keep_trailing_newline=True)
 
 
 def _one(cells: pd.DataFrame, table: int, method: str, column: str) -> dict | None:

@@ -330,14 +330,14 @@ def stage_figures(experiment: Experiment, scores: pd.DataFrame, cells: pd.DataFr
 
 
 def stage_report(experiment: Experiment, scores: pd.DataFrame, cells: pd.DataFrame, datasets: dict[str, Dataset],
-                 plans: dict[str, MapPlan], grade: dict | None) -> Path:
+                 plans: dict[str, MapPlan], grade: dict | None, *, progress: bool = False) -> Path:
     """results/report/: the run's HTML report, every page but provenance.html (written once the
     provenance record is); returns its index.html."""
     from repro.report.html import write_html_report
     models = experiment.layout.result("models.json")
     return write_html_report(experiment, cells=cells, scores=scores, datasets=datasets, plans=plans,
                              choices={name: main_choice(experiment, name) for name in datasets}, grade=grade,
-                             models=read_json_object(models) if models.is_file() else {})
+                             models=read_json_object(models) if models.is_file() else {}, progress=progress)
 
 
 def stage_provenance_page(experiment: Experiment, provenance: dict, compare=()) -> Path:
@@ -350,14 +350,14 @@ def stage_provenance_page(experiment: Experiment, provenance: dict, compare=()) 
     return write_provenance_page(experiment.layout.report_dir, provenance, comparisons)
 
 
-def rewrite_report(experiment: Experiment, *, compare=()) -> Path:
+def rewrite_report(experiment: Experiment, *, compare=(), progress: bool = True) -> Path:
     """`repro report`: report.md and the HTML report again, from the run's results and maps."""
     cells, scores = read_cells(experiment), read_scores(experiment)
     report = read_report(experiment)
     datasets = prepare_data(experiment, progress=False)
     plans = {name: plan_maps(experiment, dataset) for name, dataset in datasets.items()}
     write_text(experiment.layout.result("report.md"), report_markdown(report))
-    index = stage_report(experiment, scores, cells, datasets, plans, report.grade)
+    index = stage_report(experiment, scores, cells, datasets, plans, report.grade, progress=progress)
     if report.provenance:
         stage_provenance_page(experiment, report.provenance, compare)
     elif compare:
@@ -430,7 +430,7 @@ def _run_stages(experiment: Experiment, clock: StageClock, cluster: str | None, 
         grade = stage_grade(experiment, cells)
         report = RunReport(experiment, cells, grade, check_controls(cells), models=models)
         write_text(layout.result("report.md"), report_markdown(report))
-        stage_report(experiment, scores, cells, datasets, plans, grade)
+        stage_report(experiment, scores, cells, datasets, plans, grade, progress=progress)
     report.provenance = provenance_record(experiment, clock, cluster=cluster, repository=REPOSITORY)
     write_json(layout.provenance_file, report.provenance)
     stage_provenance_page(experiment, report.provenance)

@@ -117,7 +117,7 @@ def test_written_again_it_is_the_same_bytes_but_its_provenance_page(smoke_run, t
     shutil.copy2(smoke_run.run_dir / "provenance.json", tmp_path / "provenance.json")
     experiment = load_experiment("smoke", run_dir=tmp_path)
     first = smoke_run.results / "report"
-    index = pipeline.rewrite_report(experiment, compare=[smoke_run.run_dir])
+    index = pipeline.rewrite_report(experiment, compare=[smoke_run.run_dir], progress=False)
     second = index.parent
     files = sorted(p.relative_to(first) for p in first.rglob("*") if p.is_file())
     assert files == sorted(p.relative_to(second) for p in second.rglob("*") if p.is_file())

@@ -29,6 +29,7 @@ from pathlib import Path
 import jinja2
 import numpy as np
 import pandas as pd
+from tqdm.auto import tqdm
 
 from repro.io import atomic_folder, write_text
 from repro.protocol import AVG, CONTROLS, FAIL, LOW, NOT_MEASURED, ORIGINAL, PASS, STATE_LABELS, UNCERTAIN
@@ -64,11 +65,12 @@ class Thumb:
 # --- the report ----------------------------------------------------------------------------------
 
 def write_html_report(experiment, *, cells: pd.DataFrame, scores: pd.DataFrame, datasets: dict, plans: dict,
-                      choices: dict, grade: dict | None, models: dict) -> Path:
-    """Write results/report/ (every page but provenance.html) and return its index.html."""
+                      choices: dict, grade: dict | None, models: dict, progress: bool = False) -> Path:
+    """Write results/report/ (every page but provenance.html) and return its index.html; `progress`
+    shows a bar over the images (the demo's: some 6,000 thumbnails)."""
     out = experiment.layout.report_dir
     with atomic_folder(out) as folder:
-        _Report(folder, experiment, cells, scores, datasets, plans, choices, grade, models).write()
+        _Report(folder, experiment, cells, scores, datasets, plans, choices, grade, models, progress).write()
     return out / "index.html"
 
 
@@ -115,8 +117,8 @@ class _Report:
     """The pages of one run's report, written into `folder`; thumbnails are written once, when a
     page first shows them."""
 
-    def __init__(self, folder: Path, experiment, cells, scores, datasets, plans, choices, grade, models):
-        self.folder, self.experiment = folder, experiment
+    def __init__(self, folder: Path, experiment, cells, scores, datasets, plans, choices, grade, models, progress):
+        self.folder, self.experiment, self.progress = folder, experiment, progress
         self.cells, self.grade, self.models = cells, grade, models
         self.datasets, self.plans, self.choices = datasets, plans, choices
         self.specs = {name: spec for name, spec in experiment.datasets.items() if name in datasets}
@@ -294,7 +296,7 @@ class _Report:
         selection = plan.selection
         groups = self._groups(dataset)
         rows = []
-        for image in selection.all:
+        for image in tqdm(selection.all, desc=f"report {dataset}", unit="image", disable=not self.progress):
             tests = [name for name, ids in (("utility", selection.utility), ("sample", selection.sample),
                                             ("cascade", selection.curve)) if image in ids]
             cells = []

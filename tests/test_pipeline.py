@@ -117,7 +117,8 @@ def test_resume_after_interruption_gives_identical_results(smoke_run, tmp_path):
     shutil.rmtree(tmp_path / "results")
     models = {p: p.stat().st_mtime_ns for p in (tmp_path / "models").rglob("*.keras")}
     pipeline.run_all(experiment, progress=False)
-    for name in ("cells.csv", "scores.csv", "table3.md", "grade.json", "images.csv", "report.md"):
+    for name in ("cells.csv", "scores.csv", "table3.md", "grade.json", "images.csv", "report.md",
+                 "report/index.html", "report/images-siim.html", "report/cascade.html"):
         assert (tmp_path / "results" / name).read_bytes() == (smoke_run.results / name).read_bytes(), name
     assert {p: p.stat().st_mtime_ns for p in models} == models  # no model retrained
     assert all(p.is_file() for p in lost)

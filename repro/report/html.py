@@ -178,7 +178,7 @@ class _Report:
         matrices = [self._matrix(dataset) for dataset in self.specs]
         return {"description": settings.description, "facts": facts, "near_chance": near_chance(self.models),
                 "near_chance_below": NEAR_CHANCE,
-                "controls": report.control_lines, "grade": self.grade["headline"] if self.grade else None,
+                "controls": report.control_lines, "control_rows": self.controls, "grade": self.grade["headline"] if self.grade else None,
                 "matrices": matrices, "figures": figures, "fragile_above": settings.evaluation.stability.fragile_above,
                 "headings": [heading for _, _, heading in VERDICT_COLUMNS]}
 

@@ -116,6 +116,7 @@ def test_two_user_models_are_graded_end_to_end_on_a_folder_data_set(own):
     assert "cnn_a vs cnn_b" in html and "My chest radiographs" in html
     assert (results / "report" / "images-chest.html").is_file()
     assert "*P values against a localization network: not measured" in (results / "table3.md").read_text()
+    assert "controls (chest): EDGE fails the randomization test, as they must" in report   # no ORACLE here
 
 
 def test_the_readme_s_own_model_experiment_selects_its_images_on_a_small_folder(tmp_path):

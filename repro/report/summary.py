@@ -122,8 +122,10 @@ class RunReport:
         judged = _checkable(self.cells, True)   # in the cells' order: a set's order changes from run to run
         lines = [f"CONTROL CHECK FAILED: {p}" for p in self.control_problems]
         if judged and not self.control_problems:
-            lines.append(f"controls ({', '.join(judged)}): EDGE fails the randomization test and ORACLE beats "
-                         "AVG, as they must")
+            # Only the controls the run has: a folder data set has no true evidence, so no ORACLE.
+            shown = [must for control, must in (("EDGE", "EDGE fails the randomization test"),
+                                                ("ORACLE", "ORACLE beats AVG")) if control in set(self.cells["method"])]
+            lines.append(f"controls ({', '.join(judged)}): {' and '.join(shown)}, as they must")
         return lines + unchecked_controls(self.cells)
 
     def verdicts(self, dataset: str, *, with_p: bool = True) -> pd.DataFrame:

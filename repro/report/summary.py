@@ -30,7 +30,7 @@ def near_chance(models: dict) -> dict[str, float]:
     """The classifiers of models.json ("dataset/model": record) whose test ROC AUC is below
     NEAR_CHANCE, with that ROC AUC."""
     found = {}
-    for name, record in models.items():
+    for name, record in sorted(models.items()):   # models.json's order, however the records came
         auc = (record.get("test") or {}).get("auc")
         if record.get("monitor", "auc") == "auc" and auc is not None and auc < NEAR_CHANCE:
             found[name] = auc

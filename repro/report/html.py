@@ -202,7 +202,10 @@ class _Report:
         details = [f"P {cell['p']}" if cell.get("p") else "", f"n {_int(cell.get('n'))}" if _int(cell.get("n")) else "",
                    _agreement("bootstrap resamples", cell.get("bootstrap_agreement"), cell.get("bootstrap_resamples")),
                    _agreement("replicates", cell.get("replicate_agreement"), cell.get("replicates")),
-                   str(cell.get("comparison") or "")]
+                   str(cell.get("comparison") or ""),
+                   # The statistics' own account of the fit, where cells.csv has it.
+                   f"fit: {cell['fit']}" if isinstance(cell.get("fit"), str) and cell["fit"] else "",
+                   f"image ICC {cell['icc']:.2f}" if _finite(cell.get("icc")) else ""]
         measured = verdict != NOT_MEASURED
         return {"text": verdict, "marker": MARKERS.get(verdict, ""), "fragile": fragile,
                 "class": _VERDICT_CLASS.get(verdict, "not-measured"), "p": cell.get("p") if measured else "",

@@ -119,7 +119,7 @@ class _Report:
 
     def __init__(self, folder: Path, experiment, cells, scores, datasets, plans, choices, grade, models, progress):
         self.folder, self.experiment, self.progress = folder, experiment, progress
-        self.cells, self.grade, self.models = cells, grade, models
+        self.cells, self.grade, self.models = _typed(cells), grade, models
         self.datasets, self.plans, self.choices = datasets, plans, choices
         self.specs = {name: spec for name, spec in experiment.datasets.items() if name in datasets}
         self.methods = list(experiment.settings.saliency.methods)
@@ -533,6 +533,23 @@ def _environment() -> jinja2.Environment:
     # StrictUndefined: a name a template uses but the page's data lacks is an error, not a blank.
     return jinja2.Environment(loader=jinja2.FileSystemLoader(TEMPLATES), autoescape=True, trim_blocks=True,
                               lstrip_blocks=True, undefined=jinja2.StrictUndefined, keep_trailing_newline=True)
+
+
+# The cells' numeric columns, where present: a run's own frame and one read back from cells.csv
+# (where some of them come as text) must give the same pages.
+NUMERIC = ("mean", "sd", "n", "bootstrap_agreement", "bootstrap_resamples", "replicate_agreement", "replicates",
+           "icc")
+
+
+def _typed(cells: pd.DataFrame) -> pd.DataFrame:
+    cells = cells.copy()
+    for column in NUMERIC:
+        if column in cells:
+            cells[column] = pd.to_numeric(cells[column].replace("", np.nan), errors="coerce")
+    for column in ("p", "verdict", "comparison", "fit"):
+        if column in cells:
+            cells[column] = cells[column].fillna("").astype(str)
+    return cells
 
 
 def _one(cells: pd.DataFrame, table: int, method: str, column: str) -> dict | None:

@@ -110,7 +110,7 @@ def build_parser() -> argparse.ArgumentParser:
     check.set_defaults(handler=_data_check)
 
     weights = commands.add_parser("weights", help="pretrained weights for a machine without internet")
-    weights_commands = weights.add_subparsers(dest="weights_command", required=True, parser_class=_Parser)
+    weights_commands = weights.add_subparsers(dest="weights_command", required=True, parser_class=_SubParser)
     fetch = weights_commands.add_parser("fetch", help="download the experiment's pretrained weights into a folder "
                                                       "(then: --set runtime.weights_dir=DIR where it runs)")
     _experiment_arguments(fetch)
@@ -148,8 +148,7 @@ def build_parser() -> argparse.ArgumentParser:
                             help="instead, write each fitted family, the kit's P values and an R script that "
                                  "refits them with lme4 + multcomp (Rscript DIR/refit.R DIR)")
     experiment_command("grade", "compare the run's tables with the published ones", _grade)
-    report = experiment_command("report", "write the run's report again: report.md and the HTML report "
-                                          "(results/report/index.html)", _report)
+    report = experiment_command("report", "write the run's HTML report again (results/report/index.html)", _report)
     report.add_argument("--compare", action="append", default=[], type=Path, metavar="RUN_DIR",
                         help="another run directory (or published folder) whose results to compare with this "
                              "run's, on the report's provenance page (repeatable)")

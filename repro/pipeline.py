@@ -351,18 +351,15 @@ def stage_provenance_page(experiment: Experiment, provenance: dict, compare=()) 
 
 
 def rewrite_report(experiment: Experiment, *, compare=(), progress: bool = True) -> Path:
-    """`repro report`: report.md and the HTML report again, from the run's results and maps."""
+    """`repro report`: the HTML report again, from the run's results (checked: made with these
+    settings) and maps. report.md and the other results stay as the run wrote them: provenance.json
+    holds their digests, and the report's folder is not among them."""
     cells, scores = read_cells(experiment), read_scores(experiment)
     report = read_report(experiment)
     datasets = prepare_data(experiment, progress=False)
     plans = {name: plan_maps(experiment, dataset) for name, dataset in datasets.items()}
-    write_text(experiment.layout.result("report.md"), report_markdown(report))
     index = stage_report(experiment, scores, cells, datasets, plans, report.grade, progress=progress)
-    if report.provenance:
-        stage_provenance_page(experiment, report.provenance, compare)
-    elif compare:
-        raise FileNotFoundError(f"{experiment.layout.root / 'provenance.json'}: no provenance record to compare "
-                                f"(run: {experiment.command('all')})")
+    stage_provenance_page(experiment, report.provenance, compare)
     return index
 
 

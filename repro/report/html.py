@@ -477,7 +477,8 @@ class _Report:
                 fingerprint = plan.fingerprint(model, state, method)
             except KeyError:
                 return Thumb(None, "no map")
-            smap = MapStore(self.experiment.layout.maps_dir(dataset)).read(model, state, method, image, fingerprint)
+            smap = MapStore(self.experiment.layout.maps_dir(dataset)).read(model, state, method, image, fingerprint,
+                                                                        shape=plan.shape)
             if smap is None:
                 return Thumb(None, "no map")
             self._save(path, map_thumbnail(smap))

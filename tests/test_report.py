@@ -129,7 +129,7 @@ def test_written_again_it_is_the_same_bytes_but_its_provenance_page(smoke_run, t
 def test_in_a_real_browser_every_page_loads_clean_and_two_clicks_reach_the_maps(report, tmp_path):
     if browser.find_chromium() is None:
         pytest.skip("no Chromium on this machine (Debian: apt-get install chromium)")
-    pytest.importorskip("playwright", reason="the playwright package is not installed (pip install -e .[report])")
+    pytest.importorskip("playwright", reason="the playwright package is not installed (pip install -e .[test])")
     screenshot = tmp_path / "overview.png"
     checks = browser.crawl(report / "index.html", screenshot=screenshot)
     assert len(checks) == len(list(report.rglob("*.html")))          # every page reachable from the overview

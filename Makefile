@@ -1,12 +1,13 @@
-# Two entry points (see README): `make demo` runs the main job, `make test` runs the tests.
-# Both create .venv when it is missing and install the project into it.
+# Entry points (see README): `make demo` runs the main job, `make test` runs the tests, `make notebooks`
+# runs the walk-through notebooks (executed copies in runs/notebooks/). Each creates .venv when it is
+# missing and installs the project into it.
 PYTHON ?= python3
 VENV := .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 export TF_CPP_MIN_LOG_LEVEL ?= 3
 
-.PHONY: demo test install clean
+.PHONY: demo test notebooks report-screenshot install clean
 
 $(STAMP): setup.cfg pyproject.toml
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
@@ -22,6 +23,14 @@ demo: $(STAMP)
 
 test: $(STAMP)
 	$(BIN)/python -m pytest -q
+
+notebooks: $(STAMP)
+	$(BIN)/python -m pip install --quiet -e ".[notebooks]" 2> $(VENV)/pip.log || (cat $(VENV)/pip.log; exit 1)
+	$(BIN)/python notebooks/run.py
+
+# The overview of the published report, for the docs (needs Chromium: Debian's chromium package).
+report-screenshot: $(STAMP)
+	$(BIN)/python -m repro.report.browser figures/report/index.html --screenshot docs/report-overview.png
 
 clean:
 	rm -rf runs build *.egg-info

@@ -55,15 +55,25 @@ def _names(text: str) -> list[str]:
     return names
 
 
+class _SubParser(_Parser):
+    """A subcommand's parser: it takes -v too, so that `repro all ... -v` works as `repro -v all ...`
+    (SUPPRESS: when not given here, the value before the subcommand stands)."""
+
+    def __init__(self, *args, **kwargs):
+        super().__init__(*args, **kwargs)
+        self.add_argument("-v", "--verbose", action="store_true", default=argparse.SUPPRESS,
+                          help="log progress details and show tracebacks")
+
+
 def build_parser() -> argparse.ArgumentParser:
     from repro.protocol import DATASETS
     parser = _Parser(prog="repro", description="Reproduction kit for Arun et al. 2021, saliency-map "
                                                "trustworthiness in chest radiographs.")
     parser.add_argument("-v", "--verbose", action="store_true", help="log progress details and show tracebacks")
-    commands = parser.add_subparsers(dest="command", required=True, parser_class=_Parser)
+    commands = parser.add_subparsers(dest="command", required=True, parser_class=_SubParser)
 
     data = commands.add_parser("data", help="make, summarise and preview data sets")
-    data_commands = data.add_subparsers(dest="data_command", required=True, parser_class=_Parser)
+    data_commands = data.add_subparsers(dest="data_command", required=True, parser_class=_SubParser)
     make = data_commands.add_parser("make-phantoms", help="write synthetic chest radiographs in both Kaggle layouts")
     make.add_argument("--out", required=True, type=Path)
     make.add_argument("--n", required=True, type=_positive_int, help="images per data set")
@@ -100,7 +110,7 @@ def build_parser() -> argparse.ArgumentParser:
     check.set_defaults(handler=_data_check)
 
     weights = commands.add_parser("weights", help="pretrained weights for a machine without internet")
-    weights_commands = weights.add_subparsers(dest="weights_command", required=True, parser_class=_Parser)
+    weights_commands = weights.add_subparsers(dest="weights_command", required=True, parser_class=_SubParser)
     fetch = weights_commands.add_parser("fetch", help="download the experiment's pretrained weights into a folder "
                                                       "(then: --set runtime.weights_dir=DIR where it runs)")
     _experiment_arguments(fetch)
@@ -137,6 +147,10 @@ def build_parser() -> argparse.ArgumentParser:
     statistics.add_argument("--export-r", type=Path, metavar="DIR", required=True,
                             help="where to write scores.csv, contrasts.csv and refit.R (then: Rscript DIR/refit.R DIR)")
     experiment_command("grade", "compare the run's tables with the published ones", _grade)
+    report = experiment_command("report", "write the run's HTML report again (results/report/index.html)", _report)
+    report.add_argument("--compare", action="append", default=[], type=Path, metavar="RUN_DIR",
+                        help="another run directory (or published folder) whose results to compare with this "
+                             "run's, on the report's provenance page (repeatable)")
     experiment_command("all", "run the whole pipeline of an experiment (resumable)", _all, cluster=True)
     return parser
 
@@ -322,14 +336,22 @@ def _grade(args) -> None:
     print(f"fidelity grade: {report['headline']}\nfull grade: {experiment.layout.result('grade.md')}")
 
 
+def _report(args) -> None:
+    from repro import pipeline
+    print(f"wrote {pipeline.rewrite_report(_experiment(args), compare=args.compare)}")
+
+
 def _all(args) -> int:
     from repro import pipeline
     experiment = _experiment(args)
     report = pipeline.run_all(experiment, cluster=_cluster(args, experiment))
     provenance = report.provenance
     print(f"\n[done] {provenance['wall_seconds']:.0f} s, peak memory {provenance['peak_memory_gb']:.1f} GB. "
-          f"Tables, figures and the grade: {experiment.layout.results_dir}")
+          f"Tables, figures and the grade: {experiment.layout.results_dir}; the report: "
+          f"{experiment.layout.report_dir / 'index.html'}")
     print("\n".join(report.verdict_lines()))
+    if report.near_chance_line:
+        print(f"warning: {report.near_chance_line}")
     if report.grade is not None:
         print(f"fidelity grade: {report.grade_line()} ({experiment.layout.result('grade.md')})")
     for line in report.control_lines:

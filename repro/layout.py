@@ -10,6 +10,7 @@
       maps/<dataset>/<model>/<state>/<method>/<image>.npz    one saliency map per file
       maps/<dataset>/xrai-segments/           XRAI's segments, shared by every model and state
       results/                                scores, tables, figures, grade
+      results/report/                         the HTML report (index.html), a folder that opens offline
       provenance.json                         what the results were made from and by (written last)
       previews/<dataset>.png, data-summary.json
 
@@ -79,6 +80,11 @@ class RunLayout:
 
     def result(self, name: str) -> Path:
         return self.results_dir / name
+
+    @property
+    def report_dir(self) -> Path:
+        """The HTML report: index.html and the pages, pictures and style it links to."""
+        return self.results_dir / "report"
 
     def preview(self, dataset: str) -> Path:
         return self.root / "previews" / f"{dataset}.png"

@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import hashlib
 import logging
+import shutil
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -26,7 +27,8 @@ from repro.evaluation.selection import ImageSelection, indices_of, select_images
 from repro.execution import InProcess, executor_for
 from repro.experiments import (REPOSITORY, Experiment, resolved_config, resolved_parameters, results_settings,
                                settings_changes)
-from repro.io import RunLock, fingerprint, read_json_object, sha256_file, write_bytes, write_json, write_text
+from repro.io import (RunLock, atomic_folder, fingerprint, read_json_object, sha256_file, write_bytes, write_json,
+                      write_text)
 from repro.protocol import CONTROLS, INCEPTION_STATES
 from repro.provenance import StageClock, provenance_record
 from repro.report.summary import RunReport, check_controls, report_markdown
@@ -98,26 +100,39 @@ def train_context(experiment: Experiment):
                         tuple(runtime.training.process_per_dataset), weights_dir)
 
 
-def check_model_files(experiment: Experiment) -> None:
+def check_model_files(experiment: Experiment) -> list[dict]:
     """Load each of the user's model files once before any work: a wrong input size, an output
     that is not (N, classes), or probabilities without a softmax / sigmoid to trace back to their
-    logits is an error naming the file, not a failure hours into the maps."""
-    for spec in experiment.models.values():
-        if spec.file is not None:
-            from repro.models.files import load_file_model   # TensorFlow: only when there are files
-            load_file_model(spec, experiment.settings.data.input_size)
+    logits is an error naming the file, not a failure hours into the maps. Each model is scored on
+    every data set's validation and test images: its records for models.json, as the kit's own
+    trained models have (a classifier near chance is then named in the report)."""
+    specs = [spec for spec in experiment.models.values() if spec.file is not None]
+    if not specs:
+        return []
+    from repro.models.files import file_model_scores, load_file_model   # TensorFlow: only when there are files
+    datasets = prepare_data(experiment, progress=False)   # from the cache
+    records = []
+    for spec in specs:
+        model = load_file_model(spec, experiment.settings.data.input_size)
+        for name, dataset in datasets.items():
+            records.append({"dataset": name, "model": spec.name, "arch": spec.arch, "monitor": "auc",
+                            **file_model_scores(model, dataset), "epochs": None, "best_epoch": None, "seed": None,
+                            "restarts": []})
+    return records
 
 
 def stage_train(experiment: Experiment, executor, *, only: str | None = None, progress: bool = True) -> list[dict]:
+    """Train the kit's models (finished ones are kept); the records of those and of the user's
+    model files."""
     from repro.models.weights import missing
     absent = missing(experiment)     # a weights folder without the weights: say so before any training
     if absent:
         raise FileNotFoundError("; ".join(absent))
-    check_model_files(experiment)
+    files = check_model_files(experiment)
     jobs = train_jobs(experiment, only=only)
     if not jobs:
-        return []
-    return executor.train(train_context(experiment), jobs, progress=progress)
+        return files
+    return executor.train(train_context(experiment), jobs, progress=progress) + files
 
 
 def model_summary(records: list[dict]) -> dict:
@@ -320,7 +335,8 @@ def stage_tables(experiment: Experiment, cells: pd.DataFrame, tables=(2, 3, 4)) 
     from repro.report.tables import write_table
     paths = []
     for table in tables:
-        paths += write_table(cells, table, experiment.layout.results_dir, datasets=experiment.datasets)
+        paths += write_table(cells, table, experiment.layout.results_dir, datasets=experiment.datasets,
+                             replicates=experiment.roles.replicates)
     return paths
 
 
@@ -341,6 +357,40 @@ def stage_figures(experiment: Experiment, scores: pd.DataFrame, cells: pd.DataFr
     return paths
 
 
+def stage_report(experiment: Experiment, scores: pd.DataFrame, cells: pd.DataFrame, datasets: dict[str, Dataset],
+                 plans: dict[str, MapPlan], grade: dict | None, *, progress: bool = False) -> Path:
+    """results/report/: the run's HTML report, every page but provenance.html (written once the
+    provenance record is); returns its index.html."""
+    from repro.report.html import write_html_report
+    models = experiment.layout.result("models.json")
+    return write_html_report(experiment, cells=cells, scores=scores, datasets=datasets, plans=plans,
+                             choices={name: main_choice(experiment, name) for name in datasets}, grade=grade,
+                             models=read_json_object(models) if models.is_file() else {}, progress=progress)
+
+
+def stage_provenance_page(experiment: Experiment, provenance: dict, compare=()) -> Path:
+    """The report's provenance.html, with the comparisons recorded in the publish folder for these
+    very results and those with the run directories (or published folders) in `compare`."""
+    from repro.report.compare import compare as compare_runs
+    from repro.report.html import comparisons_of, write_provenance_page
+    comparisons = comparisons_of(provenance, [experiment.publish_dir])
+    comparisons += [{"source": str(other), **compare_runs(experiment.layout.root, Path(other))} for other in compare]
+    return write_provenance_page(experiment.layout.report_dir, provenance, comparisons)
+
+
+def rewrite_report(experiment: Experiment, *, compare=(), progress: bool = True) -> Path:
+    """`repro report`: the HTML report again, from the run's results (checked: made with these
+    settings) and maps. report.md and the other results stay as the run wrote them: provenance.json
+    holds their digests, and the report's folder is not among them."""
+    cells, scores = read_cells(experiment), read_scores(experiment)
+    report = read_report(experiment)
+    datasets = prepare_data(experiment, progress=False)
+    plans = {name: plan_maps(experiment, dataset) for name, dataset in datasets.items()}
+    index = stage_report(experiment, scores, cells, datasets, plans, report.grade, progress=progress)
+    stage_provenance_page(experiment, report.provenance, compare)
+    return index
+
+
 def stage_grade(experiment: Experiment, cells: pd.DataFrame) -> dict | None:
     """The fidelity grade, for the paper's own experiments (Kaggle data or the phantoms)."""
     from repro.report.grade import write_grade
@@ -357,11 +407,16 @@ def run_all(experiment: Experiment, *, progress: bool = True, cluster: str | Non
     cluster = cluster if cluster is not None else experiment.settings.runtime.cluster
     layout = experiment.layout
     with RunLock(layout.lock_file):
-        clock = StageClock()
+        clock = StageClock(on_stage_end=_stage_done if progress else None)
         try:
             return _run_stages(experiment, clock, cluster, progress)
         finally:
             clock.stop()
+
+
+def _stage_done(name: str, stage: dict) -> None:
+    """The line after each stage: its own wall time and peak memory (all processes)."""
+    print(f"[{name}] done in {stage['seconds']:.0f} s, peak memory {stage['peak_memory_gb']:.1f} GB", flush=True)
 
 
 def _run_stages(experiment: Experiment, clock: StageClock, cluster: str | None, progress: bool) -> RunReport:
@@ -369,7 +424,7 @@ def _run_stages(experiment: Experiment, clock: StageClock, cluster: str | None, 
 
     def say(name: str) -> None:
         if progress:
-            print(f"[{name}] {clock.seconds:.0f} s", flush=True)
+            print(f"[{name}]", flush=True)
 
     write_json(layout.settings_file, resolved_config(experiment))
     with clock.stage("data"):
@@ -379,8 +434,8 @@ def _run_stages(experiment: Experiment, clock: StageClock, cluster: str | None, 
         with clock.stage("train"):
             say(f"train ({executor.description})")
             give_back_memory()   # the training processes read the cached data sets themselves
-            records = stage_train(experiment, executor, progress=progress)
-            write_json(layout.result("models.json"), model_summary(records))
+            models = model_summary(stage_train(experiment, executor, progress=progress))
+            write_json(layout.result("models.json"), models)
         with clock.stage("maps"):
             say("maps")
             datasets = prepare_data(experiment, progress=False)   # from the cache: half a second
@@ -394,14 +449,16 @@ def _run_stages(experiment: Experiment, clock: StageClock, cluster: str | None, 
             say("statistics and verdict stability")
             cells = stage_statistics(experiment, scores, executor, progress=progress)
     with clock.stage("report"):
-        say("tables, figures, grade")
+        say("tables, figures, grade, HTML report")
         stage_tables(experiment, cells)
         stage_figures(experiment, scores, cells, datasets, plans)
         grade = stage_grade(experiment, cells)
-    report = RunReport(experiment, cells, grade, check_controls(cells))
-    write_text(layout.result("report.md"), report_markdown(report))
+        report = RunReport(experiment, cells, grade, check_controls(cells), models=models)
+        write_text(layout.result("report.md"), report_markdown(report))
+        stage_report(experiment, scores, cells, datasets, plans, grade, progress=progress)
     report.provenance = provenance_record(experiment, clock, cluster=cluster, repository=REPOSITORY)
     write_json(layout.provenance_file, report.provenance)
+    stage_provenance_page(experiment, report.provenance)
     publish(experiment)
     return report
 
@@ -412,8 +469,9 @@ PUBLISHED_FILES = ("report.md", "models.json", "table2.md", "table3.md", "table4
 
 
 def publish(experiment: Experiment) -> list[Path]:
-    """Copy the run's tables, figures, grade and provenance to the experiment's publish_dir (the
-    demo: the repository's figures/, so that a visitor sees results without running anything)."""
+    """Copy the run's tables, figures, grade, provenance and HTML report (report/) to the
+    experiment's publish_dir (the demo: the repository's figures/, so that a visitor sees results
+    without running anything)."""
     target = experiment.publish_dir
     if target is None:
         return []
@@ -422,6 +480,11 @@ def publish(experiment: Experiment) -> list[Path]:
     for source in sources:
         if source.is_file():
             copied.append(write_bytes(target / source.name, source.read_bytes()))
+    report = experiment.layout.report_dir
+    if report.is_dir():   # the HTML report, replacing the published one whole
+        with atomic_folder(target / report.name) as folder:
+            shutil.copytree(report, folder, dirs_exist_ok=True)
+        copied.append(target / report.name / "index.html")
     if experiment.publish_readme is not None:
         from repro.report.readme import update_readme
         copied.append(update_readme(experiment.publish_readme, target))
@@ -493,12 +556,16 @@ def read_report(experiment: Experiment) -> RunReport:
     cells = read_cells(experiment)   # checked: made with these settings
     grade_path = experiment.layout.result("grade.json")
     grade = read_json_object(grade_path) if grade_path.is_file() else None
-    return RunReport(experiment, cells, grade, check_controls(cells), read_json_object(experiment.layout.provenance_file))
+    models_path = experiment.layout.result("models.json")
+    models = read_json_object(models_path) if models_path.is_file() else {}
+    return RunReport(experiment, cells, grade, check_controls(cells), read_json_object(experiment.layout.provenance_file),
+                     models)
 
 
 def notebook_experiment() -> Experiment:
     """The run a walk-through notebook reads: $REPRO_EXPERIMENT (and $REPRO_RUN_DIR) when set,
-    else the demo run when it has results, else the smoke run, made now if it has none (minutes)."""
+    else the demo run when it has results, else the smoke run, made now if it has none (minutes,
+    saying so first and showing each stage as it goes)."""
     import os
 
     from repro.experiments import load_experiment
@@ -509,5 +576,7 @@ def notebook_experiment() -> Experiment:
         return demo
     smoke = load_experiment("smoke")
     if not smoke.layout.result("cells.csv").is_file():
-        run_all(smoke, progress=False)
+        print(f"No finished run to read: running the smoke experiment into {smoke.layout.root} now (about "
+              "4 minutes on two cores; the demo's results are read instead once `make demo` has run).", flush=True)
+        run_all(smoke, progress=True)
     return smoke

@@ -27,8 +27,9 @@ PACKAGES = ("tensorflow", "keras", "keras-hub", "saliency", "tf-keras-vis", "num
 class StageClock:
     """Wall time and peak resident memory (bytes, all processes of the run) per stage."""
 
-    def __init__(self, interval: float = 0.25):
+    def __init__(self, interval: float = 0.25, on_stage_end=None):
         self.interval = interval
+        self.on_stage_end = on_stage_end   # called with (name, {"seconds", "peak_memory_gb"}) after each stage
         self.stages: dict[str, dict[str, float]] = {}
         self.started = time.perf_counter()
         self._peak = 0
@@ -45,6 +46,8 @@ class StageClock:
         finally:
             self.stages[name] = {"seconds": round(time.perf_counter() - started, 1),
                                  "peak_memory_gb": round(max(self._peak, _tree_rss()) / 1e9, 2)}
+            if self.on_stage_end is not None:
+                self.on_stage_end(name, self.stages[name])
 
     @property
     def seconds(self) -> float:

@@ -15,7 +15,7 @@ def run_cli(*args):
 
 
 @pytest.mark.parametrize("args", [[], ["data"], ["data", "make-phantoms"], ["data", "summary"],
-                                  ["data", "preview"], ["data", "check"], ["weights", "fetch"], ["all"]])
+                                  ["data", "preview"], ["data", "check"], ["weights", "fetch"], ["all"], ["report"]])
 def test_help_everywhere(args, capsys):
     with pytest.raises(SystemExit) as exit_info:
         main([*args, "--help"])
@@ -36,6 +36,14 @@ def test_wrong_arguments_give_one_line(args, message, capsys):
     assert exit_info.value.code == 2
     err = capsys.readouterr().err
     assert message in err and len(err.strip().splitlines()) == 1
+
+
+@pytest.mark.parametrize("args", [["-v", "all", "--experiment", "smoke"], ["all", "--experiment", "smoke", "-v"],
+                                  ["data", "summary", "--dataset", "siim", "--root", "x", "--verbose"]])
+def test_verbose_before_or_after_the_subcommand(args):
+    from repro.cli import build_parser
+    assert build_parser().parse_args(args).verbose is True
+    assert build_parser().parse_args([a for a in args if a not in ("-v", "--verbose")]).verbose is False
 
 
 def test_missing_root_is_one_line_not_a_traceback(tmp_path):

@@ -57,3 +57,19 @@ def test_cpu_identity_names_the_model_and_the_vector_extensions_kernels_depend_o
     assert cpu_identity(cpuinfo) == {"cpu": "AMD EPYC 9R14",
                                      "vector_extensions": ["sse4_2", "avx", "avx2", "fma", "avx512f", "avx512_bf16"]}
     assert cpu_identity("flags : sse4_2 avx2\n") == {"cpu": "", "vector_extensions": ["sse4_2", "avx2"]}
+
+
+def test_a_folder_is_replaced_whole_or_not_at_all(tmp_path):
+    from repro.io import atomic_folder
+    target = tmp_path / "report"
+    with atomic_folder(target) as folder:
+        (folder / "a.txt").write_text("first")
+    with atomic_folder(target) as folder:
+        (folder / "b.txt").write_text("second")
+    assert sorted(p.name for p in target.iterdir()) == ["b.txt"]          # nothing of the old one left
+    with pytest.raises(RuntimeError):
+        with atomic_folder(target) as folder:
+            (folder / "c.txt").write_text("broken")
+            raise RuntimeError("a page failed")
+    assert sorted(p.name for p in target.iterdir()) == ["b.txt"]          # the old one stands
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["report"]        # no temporary folder left

@@ -313,3 +313,18 @@ def test_when_a_model_is_trained_again(below, attempt, score, wanted):
     settings = TINY.model_copy(update={"restart": Restart(below=below, attempts=2)})
     task = SegmentationTask(UNET, settings, planted_dataset("siim", 0))
     assert training._restart_wanted(task, {"attempt": attempt}, {"val": {"pixel_ap": score}}) is wanted
+
+
+def test_keras_writes_one_plain_line_per_epoch_into_a_log(capsys):
+    """Off a terminal (a log file, a pipe) Keras' live bar would write carriage returns and colour
+    codes: training asks it for one line per epoch instead."""
+    keras_verbosity = training.keras_verbosity
+    assert keras_verbosity(False) == 0
+    keras.utils.set_random_seed(0)   # op determinism is on in the tests
+    model = keras.Sequential([keras.Input((2,)), keras.layers.Dense(1)])
+    model.compile("sgd", "mse")
+    x = np.zeros((8, 2), np.float32)
+    model.fit(x, x[:, :1], batch_size=4, epochs=2, verbose=keras_verbosity(True))
+    printed = capsys.readouterr().out
+    assert "\r" not in printed and "\x1b" not in printed
+    assert len([line for line in printed.splitlines() if "loss" in line]) == 2

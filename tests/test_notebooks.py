@@ -21,3 +21,8 @@ def test_notebook_runs_top_to_bottom(notebook, smoke_run, monkeypatch, tmp_path)
     assert all(not cell.get("outputs") for cell in book.cells if cell.cell_type == "code"), "stored with outputs"
     NotebookClient(book, timeout=900, kernel_name="python3",
                    resources={"metadata": {"path": str(notebook.parent)}}).execute()
+    # No start-up noise from TensorFlow's C++ side, and tqdm finds its notebook widgets.
+    stderr = "".join(output.get("text", "") for cell in book.cells if cell.cell_type == "code"
+                     for output in cell.get("outputs", []) if output.get("name") == "stderr")
+    for noise in ("absl::", "oneDNN", "cudart", "cuInit", "IProgress not found", "cpu_feature_guard"):
+        assert noise not in stderr, stderr[-1500:]

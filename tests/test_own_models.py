@@ -3,6 +3,9 @@
 the checks a user's files get at load."""
 import contextlib
 import io
+import json
+import re
+from pathlib import Path
 
 import keras
 import numpy as np
@@ -14,6 +17,7 @@ from repro.cli import main
 from repro.data.phantoms import PhantomConfig, make_folder_layout
 from repro.experiments import load_experiment
 from repro.models.files import ModelFileError, load_file_model
+from repro.report.summary import NEAR_CHANCE
 
 SIZE = 64
 
@@ -98,6 +102,47 @@ def test_two_user_models_are_graded_end_to_end_on_a_folder_data_set(own):
         assert (results / name).stat().st_size > 0
     assert not (results / "grade.json").exists()        # the grade is for the paper's experiments only
     assert "fidelity grade" not in printed.getvalue()
+    # Each model's ROC AUC on the split, as for the kit's own classifiers; one near chance is named.
+    models = json.loads((results / "models.json").read_text())
+    assert sorted(models) == ["chest/cnn_a", "chest/cnn_b"]
+    assert all(0.0 <= record["test"]["auc"] <= 1.0 and record["monitor"] == "auc" for record in models.values())
+    weak = [name for name, record in models.items() if record["test"]["auc"] < NEAR_CHANCE]
+    assert ("classifiers near chance" in report) == bool(weak)
+    assert ("warning: classifiers near chance" in printed.getvalue()) == bool(weak)
+    # Labels come from the experiment: no model, localizer or data set of the paper is named.
+    html = (results / "report" / "index.html").read_text() + (results / "report" / "tables.html").read_text()
+    for text in (html, (results / "table3.md").read_text(), (results / "table4.md").read_text()):
+        assert not re.search(r"InceptionV3|DenseNet|U-Net|RetinaNet|SIIM|RSNA", text)
+    assert "cnn_a vs cnn_b" in html and "My chest radiographs" in html
+    assert (results / "report" / "images-chest.html").is_file()
+    assert "*P values against a localization network: not measured" in (results / "table3.md").read_text()
+    assert "controls (chest): EDGE fails the randomization test, as they must" in report   # no ORACLE here
+
+
+def test_the_readme_s_own_model_experiment_selects_its_images_on_a_small_folder(tmp_path):
+    """The README's YAML, as written, on a folder of 60 images (notebook 07's size): its split
+    leaves the tests enough positive test images (the paper's 10% left two, and the run stopped)."""
+    from repro.data.prepare import prepare_data
+    from repro.evaluation.selection import select_images
+    readme = (Path(__file__).resolve().parents[1] / "README.md").read_text()
+    text = re.search(r"```yaml\n(# my\.yaml.*?)```", readme, flags=re.S).group(1)
+    (tmp_path / "my.yaml").write_text(text)
+    make_folder_layout(tmp_path / "my-images", 60, 0, PhantomConfig(size=224, siim_prevalence=0.5), progress=False)
+    experiment = load_experiment(tmp_path / "my.yaml")
+    assert set(experiment.models) == {"mine_r1", "mine_r2", "other"}
+    data = prepare_data(experiment, progress=False)["chest"]
+    selection = select_images(data, experiment.settings.evaluation)
+    assert len(selection.utility) >= 3
+
+
+def test_too_few_positive_test_images_names_the_way_out(own, tmp_path):
+    # Two test images (3% of 60): at most two positives.
+    spec = load_experiment(own / "mine.yaml", overrides=["data.split={test_fraction: 0.03, val_fraction: 0.1}"])
+    from repro.data.prepare import prepare_data
+    from repro.evaluation.selection import select_images
+    data = prepare_data(spec, progress=False)["chest"]
+    with pytest.raises(ValueError, match=r"only \d positive test images.*data\.split.*'split' column"):
+        select_images(data, spec.settings.evaluation)
 
 
 def test_a_probability_output_is_traced_back_to_its_logits(own):

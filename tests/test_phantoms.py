@@ -346,3 +346,16 @@ def test_bad_datasets_and_findings_are_refused(tmp_path):
         render_phantom(np.random.default_rng(0), "edema", SMALL)
     with pytest.raises(ValueError, match="confounder_kind.*'pacemaker'"):
         render_phantom(np.random.default_rng(0), None, SMALL, confounder_kind="pacemaker")
+
+
+def test_the_preview_grid_shows_the_grey_levels_not_a_white_page(roots, tmp_path):
+    """`repro data preview`: the uint16 images drawn at their grey levels (once drawn at raw uint16
+    values against a 0-255 scale, every radiograph came out white)."""
+    import matplotlib.image as mpimg
+
+    from repro.data.dataset import load_dataset
+    from repro.data.preview import preview_grid
+    data = load_dataset("siim", roots["siim"], 64, cache_dir=tmp_path / "cache", progress=False)
+    grey = mpimg.imread(preview_grid(data, tmp_path / "grid.png", n=4))[..., :3].mean(axis=-1)
+    assert (grey > 0.99).mean() < 0.6      # the page's margins and titles; saturated it was 98% white
+    assert (grey < 0.5).mean() > 0.15      # the radiographs' dark background and lungs

@@ -38,8 +38,14 @@ def test_tables_figures_grade_and_report_are_written(smoke_run):
 
 
 def test_main_command_prints_stages_verdicts_and_the_grade(smoke_run):
-    for stage in ("[data", "[train", "[maps]", "[scores]", "[statistics", "[tables, figures, grade]", "[done]"):
+    for stage in ("[data", "[train", "[maps]", "[scores]", "[statistics", "[tables, figures, grade, HTML report]",
+                  "[done]"):
         assert stage in smoke_run.printed
+    # Each stage's own duration, after it (not the time since the run started, before it).
+    done = re.findall(r"^\[(\w+)\] done in (\d+) s, peak memory [\d.]+ GB$", smoke_run.printed, flags=re.MULTILINE)
+    assert [name for name, _ in done] == ["data", "train", "maps", "scores", "statistics", "report"]
+    total = float(re.search(r"^\[done\] (\d+) s", smoke_run.printed, flags=re.MULTILINE).group(1))
+    assert sum(int(seconds) for _, seconds in done) <= total + len(done)
     assert "siim: 120 images" in smoke_run.printed and "fidelity grade:" in smoke_run.printed
     assert re.search(r"^  EDGE ", smoke_run.printed, flags=re.MULTILINE)    # the controls' verdict rows
     grade = json.loads((smoke_run.results / "grade.json").read_text())
@@ -111,7 +117,8 @@ def test_resume_after_interruption_gives_identical_results(smoke_run, tmp_path):
     shutil.rmtree(tmp_path / "results")
     models = {p: p.stat().st_mtime_ns for p in (tmp_path / "models").rglob("*.keras")}
     pipeline.run_all(experiment, progress=False)
-    for name in ("cells.csv", "scores.csv", "table3.md", "grade.json", "images.csv", "report.md"):
+    for name in ("cells.csv", "scores.csv", "table3.md", "grade.json", "images.csv", "report.md",
+                 "report/index.html", "report/images-siim.html", "report/cascade.html"):
         assert (tmp_path / "results" / name).read_bytes() == (smoke_run.results / name).read_bytes(), name
     assert {p: p.stat().st_mtime_ns for p in models} == models  # no model retrained
     assert all(p.is_file() for p in lost)

@@ -57,6 +57,9 @@ def test_a_published_run_rewrites_the_readme_section(smoke_run, tmp_path):
     section = readme_section(tmp_path / "README.md")
     assert "Run `smoke` at commit" in section and "3 positive test images for utility" in section
     assert "fidelity grade: **" in section and "not yet compared with a second run" in section
+    published = tmp_path / "figures" / "report"     # the HTML report, whole, beside the tables
+    assert sorted(p.name for p in published.iterdir()) == sorted(p.name for p in smoke_run.results.joinpath("report").iterdir())
+    assert (published / "index.html").read_bytes() == (smoke_run.results / "report" / "index.html").read_bytes()
     with pytest.raises(ValueError, match="no results section"):
         update_readme(tmp_path / "figures" / "report.md", tmp_path / "figures")
 

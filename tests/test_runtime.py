@@ -1,5 +1,7 @@
+import os
 import subprocess
 import sys
+from pathlib import Path
 
 import pytest
 
@@ -20,3 +22,14 @@ def test_op_determinism_runs_one_kernel_at_a_time_over_all_the_threads(mode, exp
     done = subprocess.run([sys.executable, "-c", THREADS_AFTER_CONFIGURE, mode], capture_output=True, text=True)
     assert done.returncode == 0, done.stderr
     assert done.stdout.split("\n")[-2] == expected
+
+
+@pytest.mark.parametrize("module", ["repro.models.files", "repro.models.training", "repro.saliency.api"])
+def test_the_modules_a_user_or_notebook_imports_start_tensorflow_quietly(module):
+    """An own-model run and notebooks 02 / 07 import these first: TensorFlow's C++ start-up lines
+    (absl, oneDNN, cudart, cuInit) must not reach stderr."""
+    env = {k: v for k, v in os.environ.items() if k != "TF_CPP_MIN_LOG_LEVEL"}
+    done = subprocess.run([sys.executable, "-c", f"import {module}"], capture_output=True, text=True, env=env,
+                          cwd=Path(__file__).resolve().parents[1], timeout=300)
+    assert done.returncode == 0, done.stderr[-2000:]
+    assert done.stderr == ""

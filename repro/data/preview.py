@@ -28,7 +28,7 @@ def preview_grid(dataset: Dataset, out: str | Path, *, n: int = 16, seed: int = 
     for axis in axes.ravel():
         axis.axis("off")
     for axis, index in zip(axes.ravel(), chosen):
-        axis.imshow(dataset.images[index], cmap="gray", vmin=0, vmax=255)
+        axis.imshow(dataset.pixels([index])[0], cmap="gray", vmin=0, vmax=255)   # uint16 images: their grey levels
         if dataset.masks[index].any():
             axis.contour(dataset.masks[index], levels=[0.5], colors="yellow", linewidths=1.0)
         if dataset.evidence is not None and dataset.evidence[index].any():

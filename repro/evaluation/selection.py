@@ -57,7 +57,9 @@ def select_images(dataset: Dataset, evaluation: Evaluation) -> ImageSelection:
     positives = [str(dataset.ids[i]) for i in test if dataset.labels[i] == 1]
     if len(positives) < MIN_IMAGES:
         raise ValueError(f"{dataset.name}: only {len(positives)} positive test images; the tests need "
-                         f"at least {MIN_IMAGES}")
+                         f"at least {MIN_IMAGES}: give the test split more images with data.split (fractions, "
+                         "e.g. {test_fraction: 0.3, val_fraction: 0.1}, or a split CSV) or a 'split' column in "
+                         "the labels CSV of a folder data set")
     utility = positives if evaluation.utility_images == "all" else positives[:evaluation.utility_images]
     sample = sample_from(positives, evaluation.ssim_images, evaluation.sample_seed)
     curve = sample if evaluation.curve_images == "all" else sample[:evaluation.curve_images]

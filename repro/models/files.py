@@ -17,10 +17,16 @@ The explained class is the predicted one (the argmax logit), as in the paper.
 """
 from __future__ import annotations
 
-import keras
+import numpy as np
 
-from repro.experiments import ModelSpec
-from repro.models.classifiers import IMAGENET_MEAN, IMAGENET_STD
+from repro.runtime import import_tensorflow
+
+import_tensorflow()   # quietly: TensorFlow's start-up lines (absl, oneDNN, cudart, cuInit) kept off stderr
+
+import keras  # noqa: E402
+
+from repro.experiments import ModelSpec  # noqa: E402
+from repro.models.classifiers import IMAGENET_MEAN, IMAGENET_STD, positive_probability  # noqa: E402
 
 _PROBABILITY_ACTIVATIONS = ("softmax", "sigmoid")
 
@@ -57,6 +63,22 @@ def load_file_model(spec: ModelSpec, size: int | None = None) -> keras.Model:
         x = keras.layers.Lambda(lambda t: t[..., :1], name="grey")(x)
     logits = _logits(user, x, spec, path)
     return keras.Model(image, logits, name=spec.name)
+
+
+def file_model_scores(model: keras.Model, dataset) -> dict[str, dict[str, float | None]]:
+    """A wrapped user's model's ROC AUC on the data set's validation and test images (P(class 1),
+    the softmax of its logits), as models.json records the kit's own classifiers; None where a
+    split holds one class only."""
+    scores = {}
+    for split in ("val", "test"):
+        indices = dataset.indices(split)
+        labels = dataset.labels[indices]
+        if len(np.unique(labels)) < 2:
+            scores[split] = {"auc": None}
+            continue
+        from sklearn.metrics import roc_auc_score
+        scores[split] = {"auc": float(roc_auc_score(labels, positive_probability(model, dataset.model_inputs(indices))))}
+    return scores
 
 
 def _preprocessing(kind: str) -> keras.layers.Layer:

@@ -45,20 +45,24 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Callable
 
-import keras
-import keras_hub
-import numpy as np
-import tensorflow as tf
+from repro.runtime import import_tensorflow
 
-from repro.data.dataset import Dataset
-from repro.experiments import ModelSpec, TrainSettings
-from repro.io import read_json_object, sha256_file, write_json, write_npz
-from repro.layout import RunLayout
-from repro.models.augment import augment
-from repro.models.batchnorm import recalibrate_batchnorm
-from repro.models.records import _notice, finished_record, model_fingerprint
-from repro.models.tasks import TASKS, Task
-from repro.runtime import give_back_memory
+import_tensorflow()   # quietly: TensorFlow's start-up lines (absl, oneDNN, cudart, cuInit) kept off stderr
+
+import keras  # noqa: E402
+import keras_hub  # noqa: E402
+import numpy as np  # noqa: E402
+import tensorflow as tf  # noqa: E402
+
+from repro.data.dataset import Dataset  # noqa: E402
+from repro.experiments import ModelSpec, TrainSettings  # noqa: E402
+from repro.io import read_json_object, sha256_file, write_json, write_npz  # noqa: E402
+from repro.layout import RunLayout  # noqa: E402
+from repro.models.augment import augment  # noqa: E402
+from repro.models.batchnorm import recalibrate_batchnorm  # noqa: E402
+from repro.models.records import _notice, finished_record, model_fingerprint  # noqa: E402
+from repro.models.tasks import TASKS, Task  # noqa: E402
+from repro.runtime import give_back_memory  # noqa: E402
 
 log = logging.getLogger(__name__)
 
@@ -157,11 +161,20 @@ def _train_attempt(task: Task, dataset: Dataset, work: Path, state: dict, name: 
         # as slow (benchmarks/RESULTS.md); `_EpochEnd` ends each call after its epoch.
         batches = tf.data.Dataset.from_tensor_slices(_epoch_arrays(task, dataset, state["epoch"]))
         model.fit(batches.batch(task.settings.batch_size).prefetch(1), initial_epoch=state["epoch"],
-                  epochs=task.settings.epochs, callbacks=[epoch_end], verbose=1 if progress else 0,
+                  epochs=task.settings.epochs, callbacks=[epoch_end], verbose=keras_verbosity(progress),
                   shuffle=False)  # the batches come shuffled; Keras ignores (and warns about) shuffle here
     metrics = _finish(task, model, dataset, state, work, name)
     finished.set_weights(model.get_weights())
     return metrics, finished
+
+
+def keras_verbosity(progress: bool) -> int:
+    """Keras' `verbose` for fit: its live progress bar on a terminal; one plain line per epoch
+    when the output goes to a file or a pipe (the bar's carriage returns and colour codes would
+    fill a log); nothing without progress."""
+    if not progress:
+        return 0
+    return 1 if sys.stdout.isatty() else 2
 
 
 def _restart_wanted(task: Task, state: dict, metrics: dict) -> bool:

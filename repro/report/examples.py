@@ -33,14 +33,13 @@ def examples_for(experiment, scores: pd.DataFrame, dataset, plan) -> Examples:
                 for m in methods}
 
     mine = utility[utility.image == image_id].set_index("group")["score"]
+    # Rows are labelled with the experiment's own model names.
     examples = Examples(
-        utility=Example(image, mask, {"InceptionV3": row(r1, ORIGINAL)},
-                        {"InceptionV3": {m: float(mine.get(m, np.nan)) for m in methods}}),
+        utility=Example(image, mask, {r1: row(r1, ORIGINAL)}, {r1: {m: float(mine.get(m, np.nan)) for m in methods}}),
         cascade=Example(image, mask, {state: row(r1, state) for state in plan.states[r1]}))
-    similarity = {"InceptionV3 r1": row(r1, ORIGINAL)}
-    if roles.repeatability:
-        similarity[f"{roles.repeatability[1]}"] = row(roles.repeatability[1], ORIGINAL)
-    if roles.reproducibility:
-        similarity[f"{roles.reproducibility[1]}"] = row(roles.reproducibility[1], ORIGINAL)
+    similarity = {r1: row(r1, ORIGINAL)}
+    for pair in (roles.repeatability, roles.reproducibility):
+        if pair and pair[1] not in similarity:
+            similarity[pair[1]] = row(pair[1], ORIGINAL)
     examples.similarity = Example(image, mask, similarity)
     return examples

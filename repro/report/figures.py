@@ -27,6 +27,7 @@ from repro.protocol import AVG, LOW_SSIM, ORIGINAL, STATE_LABELS  # noqa: E402
 from repro.report.tables import FRAGILE, MARKERS  # noqa: E402
 
 LOW_COLOUR, HIGH_COLOUR = "#8ecae6", "#023e8a"
+TITLE_PAD = 16   # points between a plot and its title: room for the verdict markers above the boxes
 REPEAT_COLOUR, REPROD_COLOUR = "#ffb703", "#fb8500"
 
 
@@ -51,7 +52,7 @@ def figure2(scores, cells, examples, *, datasets, choices, methods, form=None):
     """A/B: per-image utility (AUPRC) per method with the AVG and U-Net / RetinaNet baselines and
     each method's verdict against AVG; C/D: example maps."""
     names = _present_datasets(scores, datasets)
-    figure, grid = _figure_grid(len(names), _any(examples, "utility"), example_height=0.4)
+    figure, grid = _figure_grid(len(names), _any(examples, "utility"), example_height=0.32, gap=0.4)
     for column, name in enumerate(names):
         axis = figure.add_subplot(grid[0, column])
         rows = _main_utility(scores, choices[name], name)
@@ -60,7 +61,7 @@ def figure2(scores, cells, examples, *, datasets, choices, methods, form=None):
         _boxes(axis, [rows.loc[rows.group == g, "score"].dropna() for g in groups], groups,
                colours=[LOW_COLOUR if g == AVG else HIGH_COLOUR if g == high else None for g in groups])
         _verdict_marks(axis, cells, name, 3, "P_AVG", groups, positions=range(1, len(groups) + 1))
-        axis.set_title(f"{'AB'[column]}  {datasets[name].title}")
+        axis.set_title(f"{'AB'[column]}  {datasets[name].title}", pad=TITLE_PAD)
         axis.set_ylabel("AUPRC (test set)")
         axis.set_xlabel("Method (marker: verdict against AVG)")
         example = getattr(examples.get(name), "utility", None)
@@ -75,7 +76,7 @@ def figure3(scores, cells, examples, *, datasets, choices, methods, form="replic
     its verdict in the legend; B: one image's maps, every method x every state."""
     names = _present_datasets(scores, datasets)
     strip_from = next((n for n in reversed(names) if getattr(examples.get(n), "cascade", None)), None)
-    figure, grid = _figure_grid(len(names), strip_from is not None, example_height=1.2)
+    figure, grid = _figure_grid(len(names), strip_from is not None, example_height=1.2, gap=0.3)
     colours = dict(zip(methods, plt.get_cmap("tab20").colors))
     for column, name in enumerate(names):
         axis = figure.add_subplot(grid[0, column])
@@ -109,7 +110,7 @@ def figure4(scores, cells, examples, *, datasets, choices, methods, form=None):
     """A/B: per-image repeatability and reproducibility SSIM per method (the paper's model pairs),
     the 0.5 line, the localization networks' SSIM, verdicts against 0.5; C/D: example maps."""
     names = _present_datasets(scores, datasets)
-    figure, grid = _figure_grid(len(names), _any(examples, "similarity"), example_height=0.8)
+    figure, grid = _figure_grid(len(names), _any(examples, "similarity"), example_height=0.75, gap=0.62)
     for column, name in enumerate(names):
         axis = figure.add_subplot(grid[0, column])
         high = datasets[name].high_baseline
@@ -127,13 +128,18 @@ def figure4(scores, cells, examples, *, datasets, choices, methods, form=None):
             _verdict_marks(axis, cells, name, 4, f"P_{short}_Low", groups, positions=[i + offset for i in range(len(groups))])
         axis.set_xticks(range(len(labels)), labels, rotation=45, ha="right")
         axis.axhline(LOW_SSIM, linestyle="--", color=LOW_COLOUR)
-        axis.set_title(f"{'AB'[column]}  {datasets[name].title}")
+        axis.set_title(f"{'AB'[column]}  {datasets[name].title}", pad=TITLE_PAD)
         axis.set_ylabel("SSIM between maps")
         axis.set_xlabel("Method (markers: verdicts against SSIM 0.5)")
-        axis.legend(handles=[Line2D([], [], color=REPEAT_COLOUR, lw=6, label="repeatability (InceptionV3 r1 vs r2)"),
-                             Line2D([], [], color=REPROD_COLOUR, lw=6, label="reproducibility (InceptionV3 vs DenseNet121)"),
-                             Line2D([], [], color=LOW_COLOUR, ls="--", label="low baseline (SSIM 0.5)")],
-                    fontsize=7, loc="upper left")
+        # Below the axis, where no box can be: the pairs as the experiment names its models.
+        choice = choices[name]
+        axis.legend(handles=[Line2D([], [], color=REPEAT_COLOUR, lw=6, label=f"repeatability ({_pair(choice.repeatability)})"),
+                             Line2D([], [], color=REPROD_COLOUR, lw=6,
+                                    label=f"reproducibility ({_pair(choice.reproducibility)})"),
+                             Line2D([], [], color=LOW_COLOUR, ls="--", label="low baseline (SSIM 0.5)")]
+                    + ([Line2D([], [], color=HIGH_COLOUR, lw=6, label=f"{high} ({_pair(choice.localizer_pair)})")]
+                       if high and choice.localizer_pair else []),
+                    fontsize=7, loc="upper center", bbox_to_anchor=(0.5, -0.32), ncol=2, frameon=False)
         example = getattr(examples.get(name), "similarity", None)
         if example:
             _example_panel(figure, grid[1, column], example, f"{'CD'[column]}  Example maps")
@@ -194,6 +200,11 @@ def _controls(rows) -> list[str]:
     return [c for c in ("EDGE", "ORACLE") if c in set(rows["group"])]
 
 
+def _pair(label: str | None) -> str:
+    """A pair of models as the score table names it ("a~b") in words."""
+    return label.replace("~", " vs ") if label else "not measured"
+
+
 def _verdict_text(cells, dataset, table, column, method) -> str:
     row = cells[(cells.dataset == dataset) & (cells.table == table) & (cells.column == column)
                 & (cells.method == method)]
@@ -222,11 +233,25 @@ def _any(examples, kind) -> bool:
 
 # --- drawing ----------------------------------------------------------------------------------------
 
-def _figure_grid(columns: int, examples: bool, *, example_height: float):
-    """A figure with a row of plots per data set, and a row for the example maps when there are any."""
-    ratios = [1.0, example_height] if examples else [1.0]
+def _figure_grid(columns: int, examples: bool, *, example_height: float, gap: float = 0.35):
+    """A figure with a row of plots per data set and, when there are examples, an empty band (room
+    for the plots' tick labels, axis label and legend) and a row for the example maps."""
+    ratios = [1.0, gap, example_height] if examples else [1.0]
     figure = plt.figure(figsize=(6.5 * columns, 4.5 * sum(ratios)))
-    return figure, figure.add_gridspec(len(ratios), columns, height_ratios=ratios)
+    grid = figure.add_gridspec(len(ratios), columns, height_ratios=ratios, hspace=0.0)
+    return figure, _Rows(grid)
+
+
+class _Rows:
+    """The figure's grid as the figures index it: row 0 the plots, row 1 the example maps (the
+    band between them is skipped)."""
+
+    def __init__(self, grid):
+        self.grid = grid
+
+    def __getitem__(self, key):
+        row, column = key
+        return self.grid[2 if row == 1 else row, column]
 
 
 def _boxes(axis, data, labels, *, colours, positions=None, width=0.6):
@@ -244,35 +269,39 @@ def _boxes(axis, data, labels, *, colours, positions=None, width=0.6):
 
 
 def _example_panel(figure, cell, example: Example, title: str, *, by_columns: bool = False):
-    """Image (with its mask outlined) followed by each row's maps; by_columns puts rows as columns.
+    """A title row, then the image (its mask outlined), a column of row labels and each row's maps;
+    by_columns puts the example's rows as columns (their labels on top, the methods as row labels).
     A degenerate (all NaN) map shows as an empty panel labelled "degenerate"."""
     methods = list(next(iter(example.rows.values())))
-    n_rows, n_cols = len(example.rows), len(methods) + 1
-    if by_columns:
-        n_rows, n_cols = len(methods), len(example.rows) + 1
-    sub = cell.subgridspec(n_rows, n_cols, wspace=0.05, hspace=0.25)
-    image_axis = figure.add_subplot(sub[:, 0] if n_rows > 1 else sub[0, 0])
+    row_labels, column_count = (methods, len(example.rows)) if by_columns else (list(example.rows), len(methods))
+    if len(row_labels) == 1:   # one row: its label in the title, where a long model name fits
+        title, row_labels = f"{title}: {row_labels[0]}", []
+    sub = cell.subgridspec(max(len(row_labels), 1), column_count + 2, wspace=0.05, hspace=0.45,
+                           width_ratios=[1.6, 0.3] + [1.0] * column_count)
+    image_axis = figure.add_subplot(sub[:, 0])
+    image_axis.set_anchor("N")   # at the top of the panel, under its title, however many rows follow
+    # The panel's title above its image, left-aligned: it may run on over the label column.
+    image_axis.set_title(title, fontsize=8, loc="left", pad=14 if by_columns else 10)
     image_axis.imshow(example.image, cmap="gray")
     if example.mask is not None and example.mask.any():
         image_axis.contour(example.mask, levels=[0.5], colors="yellow", linewidths=0.8)
-    image_axis.set_title(title, fontsize=8)
     image_axis.axis("off")
+    for i, label in enumerate(row_labels):
+        label_axis = figure.add_subplot(sub[i, 1])
+        label_axis.text(0.5, 0.5, label, fontsize=6 if len(label) <= 14 else 5, rotation=90, va="center",
+                        ha="center")
+        label_axis.axis("off")
     for r, (row_label, maps) in enumerate(example.rows.items()):
         for m, method in enumerate(methods):
-            i, j = (m, r + 1) if by_columns else (r, m + 1)
-            axis = figure.add_subplot(sub[i, j])
+            i, j = (m, r) if by_columns else (r, m)
+            axis = figure.add_subplot(sub[i, j + 2])
             smap = maps[method]
             axis.imshow(np.nan_to_num(smap), cmap="inferno", vmin=0, vmax=1)
             score = example.scores.get(row_label, {}).get(method)
-            text = method if score is None or not np.isfinite(score) else f"{method} {score:.2f}"
+            text = method if score is None or not np.isfinite(score) else f"{method}\n{score:.2f}"
             if np.isnan(smap).all():
-                text = f"{method} (degenerate)"
-            axis.set_title(text if not by_columns else (row_label if m == 0 else ""), fontsize=6)
-            if by_columns and r == 0:
-                axis.set_ylabel(method, fontsize=6)
-                axis.set_xticks([]), axis.set_yticks([])
-            else:
-                axis.axis("off")
-            if not by_columns and m == 0:
-                axis.text(-0.1, 0.5, row_label, fontsize=6, rotation=90, va="center", ha="right",
-                          transform=axis.transAxes)
+                text = f"{method}\n(degenerate)"
+            if by_columns:
+                text = STATE_LABELS.get(row_label, row_label) if m == 0 else ""
+            axis.set_title(text, fontsize=6)
+            axis.axis("off")

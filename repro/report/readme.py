@@ -15,11 +15,11 @@ import pandas as pd
 
 from repro.io import write_text
 from repro.protocol import KAGGLE_DATASETS, NOT_MEASURED
+from repro.report.summary import NEAR_CHANCE
 
 BEGIN = "<!-- results: written by repro.report.readme from figures/; do not edit by hand -->"
 END = "<!-- end of results -->"
 MONITORS = {"auc": "ROC AUC", "pixel_ap": "pixel AP"}
-NEAR_CHANCE = 0.6   # test ROC AUC below which a classifier is marked: it has learned next to nothing
 
 
 def results_section(figures: str | Path) -> str:

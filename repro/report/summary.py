@@ -21,6 +21,33 @@ VERDICT_COLUMNS = ((3, "P_AVG", "utility vs AVG"), (3, "P_High", "utility vs loc
                    (4, "P_Reprod_Low", "reproducibility vs 0.5"))
 
 
+# Test ROC AUC below which a classifier has learned next to nothing: its maps explain noise, and
+# its verdicts say little about the method (the README and the report say so beside its score).
+NEAR_CHANCE = 0.6
+
+
+def near_chance(models: dict) -> dict[str, float]:
+    """The classifiers of models.json ("dataset/model": record) whose test ROC AUC is below
+    NEAR_CHANCE, with that ROC AUC."""
+    found = {}
+    for name, record in sorted(models.items()):   # models.json's order, however the records came
+        auc = (record.get("test") or {}).get("auc")
+        if record.get("monitor", "auc") == "auc" and auc is not None and auc < NEAR_CHANCE:
+            found[name] = auc
+    return found
+
+
+def near_chance_line(models: dict) -> str | None:
+    """The warning the console and report.md give about classifiers near chance, if any."""
+    found = near_chance(models)
+    if not found:
+        return None
+    return (f"classifiers near chance (test ROC AUC below {NEAR_CHANCE}): "
+            + ", ".join(f"{name} {auc:.2f}" for name, auc in found.items())
+            + "; their maps explain models that learned next to nothing, so the verdicts drawn from them "
+              "say little about the methods")
+
+
 # Below this many utility images the controls' verdicts say more about chance than about the
 # harness (the smoke run has three): the check is then reported as not made.
 MIN_CONTROL_IMAGES = 10
@@ -73,6 +100,11 @@ class RunReport:
     grade: dict | None
     control_problems: list[str]
     provenance: dict = field(default_factory=dict)
+    models: dict = field(default_factory=dict)   # models.json: each model's validation and test scores
+
+    @property
+    def near_chance_line(self) -> str | None:
+        return near_chance_line(self.models)
 
     @property
     def exit_code(self) -> int:
@@ -90,8 +122,10 @@ class RunReport:
         judged = _checkable(self.cells, True)   # in the cells' order: a set's order changes from run to run
         lines = [f"CONTROL CHECK FAILED: {p}" for p in self.control_problems]
         if judged and not self.control_problems:
-            lines.append(f"controls ({', '.join(judged)}): EDGE fails the randomization test and ORACLE beats "
-                         "AVG, as they must")
+            # Only the controls the run has: a folder data set has no true evidence, so no ORACLE.
+            shown = [must for control, must in (("EDGE", "EDGE fails the randomization test"),
+                                                ("ORACLE", "ORACLE beats AVG")) if control in set(self.cells["method"])]
+            lines.append(f"controls ({', '.join(judged)}): {' and '.join(shown)}, as they must")
         return lines + unchecked_controls(self.cells)
 
     def verdicts(self, dataset: str, *, with_p: bool = True) -> pd.DataFrame:
@@ -139,6 +173,8 @@ def report_markdown(report: RunReport) -> str:
     if settings.description:
         lines += [settings.description, ""]
     roles = experiment.roles
+    if report.near_chance_line:
+        lines += [f"**Warning**: {report.near_chance_line}.", ""]
     lines += [f"- methods: {', '.join(settings.saliency.methods)} (preset `{settings.saliency.preset}`)",
               f"- models: utility and randomization on {', '.join(roles.replicates)}; repeatability "
               f"{' vs '.join(roles.repeatability) if roles.repeatability else 'not measured (needs two models of one architecture)'}; "
@@ -159,5 +195,5 @@ def report_markdown(report: RunReport) -> str:
     if report.grade:
         lines += ["## Fidelity grade", "", f"{report.grade['headline']} (grade.md)", ""]
     lines += ["Tables: table2.md, table3.md, table4.md; every cell with n and stability: cells.csv; "
-              "figures: figure2-4.png.", ""]
+              "figures: figure2-4.png; the maps behind every verdict: report/index.html.", ""]
     return "\n".join(lines)

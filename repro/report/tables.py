@@ -41,11 +41,13 @@ def render_table(cells: pd.DataFrame, table: int, *, datasets=None) -> pd.DataFr
         full_n = mine[~mine["column"].str.startswith("P_")].groupby("column")["n"].max()
         for method in dict.fromkeys(mine["method"]):
             by_column = {row.column: row for row in mine[mine["method"] == method].itertuples()}
-            rows.append([method] + [_format_cell(by_column.get(key), full_n.get(key)) for key, _ in LAYOUT[table]])
+            rows.append([method] + [format_cell(by_column.get(key), full_n.get(key)) for key, _ in LAYOUT[table]])
     return pd.DataFrame(rows, columns=["Dataset and Saliency Method"] + [title for _, title in LAYOUT[table]])
 
 
-def _format_cell(cell, full_n) -> str:
+def format_cell(cell, full_n=None) -> str:
+    """One cell as the tables print it: a P value with its verdict's markers, or mean ± sd (and its
+    n when it has fewer scores than `full_n`, its column's)."""
     if cell is None:
         return "NA"
     if cell.column.startswith("P_"):
@@ -63,19 +65,26 @@ def _format_cell(cell, full_n) -> str:
     return text
 
 
-def note(cells: pd.DataFrame, table: int) -> str:
+def note(cells: pd.DataFrame, table: int, *, datasets=None, replicates=None) -> str:
+    """The table's notes, naming the experiment's own localization networks and replicates."""
     cells = cells[cells["table"] == table]
+    datasets = datasets or KAGGLE_DATASETS
+    present = [datasets[d] for d in dict.fromkeys(cells["dataset"]) if d in datasets]
+    highs = [f"{spec.high_baseline} ({spec.short})" for spec in present if spec.high_baseline]
+    against = (f"*P values against {' or '.join(highs)}." if highs else
+               "*P values against a localization network: not measured (the experiment has none).")
     lines = ["† did not pass, ‡ passed, § no significant difference; ◊ fragile (the verdict flips in "
-             "more than the threshold share of bootstrap resamples or replicates, see cells.csv). "
-             "*P values against U-Net (SIIM-ACR) or RetinaNet (RSNA)."]
+             "more than the threshold share of bootstrap resamples or replicates, see cells.csv). " + against]
     if table == 3:
+        names = f" ({', '.join(replicates)})" if replicates else ""
+        first = f"{replicates[0]}'s" if replicates else "replicate 1's"
         forms = set(cells.loc[cells["column"] == "FullyRandomized", "form"])
         if "replicates" in forms:
-            lines.append("Randomization: mean over the InceptionV3 replicates of each replicate's mean over "
+            lines.append(f"Randomization: mean over the replicates{names} of each replicate's mean over "
                          "images, ± the sd across the replicate means (the authors' randomization_plot "
-                         "scripts); the baseline is replicate 1's, mean ± sd over its images.")
+                         f"scripts); the baseline is {first}, mean ± sd over its images.")
         elif forms:
-            lines.append("Randomization: per-image SSIMs averaged over the replicates, mean ± sd across images.")
+            lines.append(f"Randomization: per-image SSIMs averaged over the replicates{names}, mean ± sd across images.")
     values = cells[~cells["column"].str.startswith("P_") & (cells["form"] != "constant")]
     for dataset, mine in values.groupby("dataset", sort=False):
         counts = ", ".join(f"{column} {int(n)}" for column, n in mine.groupby("column", sort=False)["n"].max().items())
@@ -83,11 +92,12 @@ def note(cells: pd.DataFrame, table: int) -> str:
     return "\n".join(lines)
 
 
-def write_table(cells: pd.DataFrame, table: int, out_dir: str | Path, *, datasets=None) -> list[Path]:
+def write_table(cells: pd.DataFrame, table: int, out_dir: str | Path, *, datasets=None,
+                replicates=None) -> list[Path]:
     """Table N as CSV, Markdown and LaTeX in out_dir (each written atomically)."""
     layout = render_table(cells, table, datasets=datasets)
     out_dir = Path(out_dir)
-    text = note(cells, table)
+    text = note(cells, table, datasets=datasets, replicates=replicates)
     latex = layout.to_latex(index=False)
     for symbol, command in (("±", "$\\pm$"), ("†", "\\textsuperscript{\\dag}"), ("‡", "\\textsuperscript{\\ddag}"),
                             ("§", "\\textsuperscript{\\S}"), ("◊", "$\\lozenge$")):

@@ -7,16 +7,20 @@ have one path each (extra.py).
 """
 from __future__ import annotations
 
-import keras
-import numpy as np
+from repro.runtime import import_tensorflow
 
-from repro.protocol import METHODS
+import_tensorflow()   # quietly: TensorFlow's start-up lines (absl, oneDNN, cudart, cuInit) kept off stderr
 
-from . import extra, gradcam, gradients, integrated, pairpath, xrai
-from .context import Context
-from .params import _integer, _positive_int, resolve_params
-from .postprocessing import postprocess
-from .segments import SegmentCache
+import keras  # noqa: E402
+import numpy as np  # noqa: E402
+
+from repro.protocol import METHODS  # noqa: E402
+
+from . import extra, gradcam, gradients, integrated, pairpath, xrai  # noqa: E402
+from .context import Context  # noqa: E402
+from .params import _integer, _positive_int, resolve_params  # noqa: E402
+from .postprocessing import postprocess  # noqa: E402
+from .segments import SegmentCache  # noqa: E402
 
 BACKENDS = ("batched", "pair")
 

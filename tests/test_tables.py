@@ -98,13 +98,13 @@ def test_a_localizer_below_avg_is_named_on_the_console_and_in_the_report():
     assert (below.dataset, below.localizer, below.images) == ("rsna", "RetinaNet", 25)
     assert below.auprc == pytest.approx(0.10, abs=0.02) and below.avg == pytest.approx(0.15, abs=0.02)
     report = RunReport(load_experiment("demo"), cells.assign(fragile=False), None, [])
-    warning = (f"  WARNING rsna: the RetinaNet scores below AVG on utility (AUPRC {below.auprc:.2f} against "
+    warning = (f"  warning: rsna: the RetinaNet scores below AVG on utility (AUPRC {below.auprc:.2f} against "
                f"{below.avg:.2f} on 25 test images): it is no ceiling, so the comparisons with it do not test "
                f"the paper's claims, and the grade counts the findings that rest on it as not measured")
     assert report.verdict_lines()[-1] == warning
-    assert f"**Warning: {below.finding}**: it is no ceiling" in report_markdown(report)
+    assert f"**Warning**: {below.finding}: it is no ceiling" in report_markdown(report)
     # Above AVG (the synthetic scores' own 0.45): nothing is said.
     fine = result_cells(synthetic_scores("rsna", methods=("GRAD", "XRAI")), KAGGLE_DATASETS["rsna"],
                         main_choice("rsna"), methods=("GRAD", "XRAI"))
     assert localizers_below_avg(fine) == []
-    assert "WARNING" not in "\n".join(RunReport(None, fine.assign(fragile=False), None, []).verdict_lines())
+    assert "warning" not in "\n".join(RunReport(None, fine.assign(fragile=False), None, []).verdict_lines())

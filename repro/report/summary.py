@@ -201,7 +201,7 @@ class RunReport:
             for values in [list(table.columns), *table.astype(str).values.tolist()]:
                 lines.append("  " + "  ".join(str(v).ljust(w) for v, w in zip(values, widths)).rstrip())
             if dataset in weak:
-                lines.append(f"  WARNING {weak[dataset]}")
+                lines.append(f"  warning: {weak[dataset]}")
         return lines
 
     def grade_line(self) -> str | None:
@@ -231,7 +231,7 @@ def report_markdown(report: RunReport) -> str:
             continue
         lines += [f"## {spec.title}", "", report.verdicts(name).to_markdown(index=False), ""]
         if name in weak:
-            lines += [f"**Warning: {weak[name].finding}**: {weak[name].CONSEQUENCE}.", ""]
+            lines += [f"**Warning**: {weak[name].finding}: {weak[name].CONSEQUENCE}.", ""]
         mine = report.cells[(report.cells["dataset"] == name) & (report.cells["verdict"] == NOT_MEASURED)]
         reasons = mine.groupby("comparison", sort=False)["method"].apply(lambda m: ", ".join(dict.fromkeys(m)))
         for why, methods in reasons.items():

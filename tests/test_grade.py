@@ -61,3 +61,37 @@ def test_report_files(tmp_path):
     assert "## The paper's findings" in markdown and "Where the paper contradicts itself" in markdown
     assert (tmp_path / "grade.json").read_text().startswith("{")
     assert grade(published_cells())["failed_randomization_counts"]["paper_table3"]["siim"]["did not pass"] == 1
+
+
+def test_findings_resting_on_a_localizer_below_avg_are_not_measured():
+    """The demo of commit 81dd7b7: its RSNA-like RetinaNet (AUPRC 0.32) sat below AVG (there 0.58;
+    the paper's AVG is 0.47), so every method came out 'no significant difference' against it, and
+    the grade counted the paper's "the localization network beats every method" as a disagreement.
+    A network that localizes worse than the average mask is no ceiling: what rests on it is not
+    measured. The SIIM-ACR side, whose U-Net is above AVG, is graded as before."""
+    from repro.report.summary import LocalizerBelowAvg, localizers_below_avg
+    ours = published_cells()
+    assert localizers_below_avg(ours) == []
+    retinanet = (ours.table == 3) & (ours.dataset == "rsna") & (ours.method == "RetinaNet") & (ours.column == "AUPRC")
+    ours.loc[retinanet, "mean"] = 0.32
+    rsna_high = (ours.dataset == "rsna") & (ours.column == "P_High") & (ours.table == 3)
+    ours.loc[rsna_high, "verdict"] = "uncertain"     # what the demo's weak RetinaNet gave
+    assert localizers_below_avg(ours) == [LocalizerBelowAvg("rsna", "RetinaNet", 0.32, 0.47, None)]
+
+    findings = check_findings(ours).set_index("finding")
+    assert findings.loc["RSNA: the localization network beats every method on utility", "outcome"] == NOT_MEASURED
+    assert findings.loc["RSNA: no method is more repeatable than the RetinaNets except XRAI", "outcome"] == NOT_MEASURED
+    assert findings.loc["RSNA: the localization network beats every method on utility", "caveat"] == (
+        "not measured: the RetinaNet scores below AVG on utility (AUPRC 0.32 against 0.47)")
+    assert findings.loc["SIIM-ACR: the localization network beats every method on utility", "outcome"] == AGREE
+    assert findings.loc["RSNA: XRAI fails the randomization test", "outcome"] == AGREE
+
+    cells = compare_cells(ours)
+    against_retinanet = (cells.dataset == "rsna") & cells.column.isin(["P_High", "P_Repeat_High", "P_Reprod_High"])
+    assert set(cells.loc[against_retinanet, "verdict_agreement"]) == {NOT_MEASURED}
+    assert set(cells.loc[(cells.dataset == "siim") & (cells.column == "P_High"), "verdict_agreement"]) == {AGREE}
+    # The two RSNA findings leave the count; so do the verdicts against the RetinaNet.
+    paper, summary = grade(published_cells())["summary"], grade(ours)["summary"]
+    assert summary["findings_not_measured"] == paper["findings_not_measured"] + 2
+    assert summary["verdict_cells_measured"] == paper["verdict_cells_measured"] - int(
+        (cells.loc[against_retinanet, "verdict_agreement"] == NOT_MEASURED).sum())

@@ -10,7 +10,7 @@ from repro.models.cascade import _plan, cascade_states, cascade_weights, states_
 from repro.models.classifiers import build_classifier, classifier_loss, input_scaling
 from repro.models.errors import WeightsUnavailableError
 from repro.models.retinanet import (box_targets, build_retinanet, detect, detections_to_score_map, masks_to_boxes,
-                                    score_maps)
+                                    network_inputs, score_maps)
 from repro.models.unet import build_unet, dice_bce_loss
 from repro.protocol import INCEPTION_STATES
 
@@ -302,6 +302,18 @@ def test_box_masks_round_trip_through_boxes():
     assert np.all(targets["boxes"][1] == -1)
 
 
+def test_retinanet_heads_start_as_the_retinanet_paper_sets_them():
+    """Every anchor starts at confidence 0.01 and every box at its anchor (Lin et al. 2017, 4.1):
+    keras-hub 0.32 puts the prior on the box head and leaves the classes at 0.5."""
+    keras.utils.set_random_seed(0)
+    model = build_retinanet(64, backbone=TINY_RESNET, levels=[3, 4], head_convs=0, score_threshold=0.0,
+                            max_detections=5)
+    assert np.allclose(model.classification_head.prediction_layer.bias.numpy(), -np.log(99))
+    assert np.all(model.box_head.prediction_layer.bias.numpy() == 0)
+    confidence = keras.ops.sigmoid(model(network_inputs(model, images(2, 64)))["cls_logits"]).numpy()
+    assert np.median(confidence) < 0.05
+
+
 def test_retinanet_score_maps():
     keras.utils.set_random_seed(0)
     model = build_retinanet(64, backbone=TINY_RESNET, levels=[3, 4], head_convs=0, score_threshold=0.0,
@@ -331,3 +343,20 @@ def test_augmentation_moves_masks_with_images():
     assert np.array_equal(stack[0], base[0])                       # inputs untouched
     edge, edge_mask = augment(base, base > 0, np.random.default_rng(0), flip=False, shift=0.5)
     assert edge_mask.sum() <= 6 and np.array_equal(edge[0] > 0, edge_mask[0])   # shifted out: cropped
+
+
+def test_an_architecture_s_revision_retrains_its_models_only(monkeypatch):
+    """A change to how the RetinaNet is built (its heads' biases) must not reuse a detector trained
+    before it, and must keep every other finished model."""
+    from types import SimpleNamespace
+
+    from repro.experiments import ModelSpec, TrainSettings
+    from repro.models import records
+    settings = TrainSettings(epochs=1, batch_size=8, learning_rate=1e-3, patience=1)
+    data = SimpleNamespace(size=64, fingerprint="data-1")
+    detector = ModelSpec("retinanet_r1", "retinanet", seed=1, settings={"levels": [3, 4]})
+    unet = ModelSpec("unet_r1", "unet", seed=1, settings={"depth": 2, "width": 4})
+    before = {spec.name: records.model_fingerprint(spec, settings, data) for spec in (detector, unet)}
+    monkeypatch.setitem(records.ARCHITECTURE_REVISIONS, "retinanet", records.ARCHITECTURE_REVISIONS["retinanet"] + 1)
+    assert records.model_fingerprint(detector, settings, data) != before["retinanet_r1"]
+    assert records.model_fingerprint(unet, settings, data) == before["unet_r1"]

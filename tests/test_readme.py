@@ -90,3 +90,21 @@ def test_every_comparison_with_the_published_run_is_quoted_and_no_other(tmp_path
     assert "- checked against another run: same bytes (figures/reproducibility.json)" in section
     assert "- checked against another run: other bits (figures/reproducibility-other-cpu.json)" in section
     assert "stale" not in section and "not yet compared" not in section
+
+
+def test_a_localizer_below_avg_is_marked_in_the_results(tmp_path):
+    """As a classifier near chance: the data set's line says its localizer scored below AVG."""
+    import shutil
+
+    import pandas as pd
+    figures = shutil.copytree(REPOSITORY / "figures", tmp_path / "figures")
+    cells = pd.read_csv(figures / "cells.csv", dtype={"p": str, "verdict": str}, keep_default_na=False)
+    unet = (cells.table == 3) & (cells.dataset == "siim") & (cells.method == "U-Net") & (cells.column == "AUPRC")
+    cells.loc[unet, "mean"] = "0.05"
+    cells.to_csv(figures / "cells.csv", index=False)
+    [siim] = [line for line in results_section(figures).splitlines() if line.startswith("- SIIM-ACR-like:")]
+    avg = float(cells.loc[(cells.table == 3) & (cells.dataset == "siim") & (cells.method == "AVG")
+                          & (cells.column == "AUPRC"), "mean"].item())
+    assert siim.endswith(f"; **warning: the U-Net scores below AVG on utility (AUPRC 0.05 against {avg:.2f} on "
+                         f"54 test images): it is no ceiling, and the grade counts the findings that rest on it "
+                         f"as not measured**")

@@ -108,6 +108,9 @@ def test_the_report_names_what_the_run_holds(report, smoke_run):
     tables = (report / "tables.html").read_text()
     assert "paper 0." in tables and "ours − paper" in tables        # the paper's numbers beside ours
     assert "Classifiers near chance" in index      # one epoch of training: the smoke models learned nothing
+    from repro.report.summary import localizers_below_avg
+    for below in localizers_below_avg(smoke_run.cells):   # the localizers too: each said under its data set
+        assert f"<strong>Warning</strong>: {below.finding}: it is no ceiling" in index
     provenance = (report / "provenance.html").read_text()
     assert "wall time" in provenance and "results_sha256" not in provenance
 

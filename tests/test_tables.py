@@ -83,3 +83,28 @@ def test_the_control_line_names_the_data_sets_in_the_cells_order():
 
     for order in (["siim", "rsna"], ["rsna", "siim"]):
         assert RunReport(None, cells(order), None, []).control_lines[0].startswith(f"controls ({', '.join(order)}): ")
+
+
+def test_a_localizer_below_avg_is_named_on_the_console_and_in_the_report():
+    """As a classifier near chance is marked: the ceiling of the utility test under its floor is
+    said where the verdicts are read (the console summary, report.md)."""
+    from repro.experiments import load_experiment
+    from repro.report.summary import RunReport, localizers_below_avg, report_markdown
+    scores = synthetic_scores("rsna", methods=("GRAD", "XRAI"))
+    retinanet = scores.group == "RetinaNet"
+    scores.loc[retinanet, "score"] -= 0.35                     # 0.10, under AVG's 0.15
+    cells = result_cells(scores, KAGGLE_DATASETS["rsna"], main_choice("rsna"), methods=("GRAD", "XRAI"))
+    [below] = localizers_below_avg(cells)
+    assert (below.dataset, below.localizer, below.images) == ("rsna", "RetinaNet", 25)
+    assert below.auprc == pytest.approx(0.10, abs=0.02) and below.avg == pytest.approx(0.15, abs=0.02)
+    report = RunReport(load_experiment("demo"), cells.assign(fragile=False), None, [])
+    warning = (f"  warning: rsna: the RetinaNet scores below AVG on utility (AUPRC {below.auprc:.2f} against "
+               f"{below.avg:.2f} on 25 test images): it is no ceiling, so the comparisons with it do not test "
+               f"the paper's claims, and the grade counts the findings that rest on it as not measured")
+    assert report.verdict_lines()[-1] == warning
+    assert f"**Warning**: {below.finding}: it is no ceiling" in report_markdown(report)
+    # Above AVG (the synthetic scores' own 0.45): nothing is said.
+    fine = result_cells(synthetic_scores("rsna", methods=("GRAD", "XRAI")), KAGGLE_DATASETS["rsna"],
+                        main_choice("rsna"), methods=("GRAD", "XRAI"))
+    assert localizers_below_avg(fine) == []
+    assert "warning" not in "\n".join(RunReport(None, fine.assign(fragile=False), None, []).verdict_lines())

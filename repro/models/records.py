@@ -18,6 +18,9 @@ from repro.layout import RunLayout
 log = logging.getLogger(__name__)
 
 TRAINING_VERSION = 2    # bump when a change to training alters what a model learns
+# An architecture's own revision, for a change to how it alone is built (its models are trained
+# again, the others kept). retinanet 1: its heads' biases set as the RetinaNet paper sets them.
+ARCHITECTURE_REVISIONS = {"retinanet": 1}
 
 
 def model_fingerprint(spec: ModelSpec, settings: TrainSettings | None, dataset) -> str:
@@ -26,9 +29,12 @@ def model_fingerprint(spec: ModelSpec, settings: TrainSettings | None, dataset) 
     if spec.file is not None:
         return fingerprint({"file": sha256_file(spec.file), "preprocessing": spec.preprocessing,
                             "output": spec.output, "size": dataset.size})
-    return fingerprint({"arch": spec.arch, "seed": spec.seed, "settings": spec.settings,
-                        "train": settings.model_dump(mode="json"), "size": dataset.size,
-                        "data": dataset.fingerprint, "version": TRAINING_VERSION})
+    made_from = {"arch": spec.arch, "seed": spec.seed, "settings": spec.settings,
+                 "train": settings.model_dump(mode="json"), "size": dataset.size,
+                 "data": dataset.fingerprint, "version": TRAINING_VERSION}
+    if spec.arch in ARCHITECTURE_REVISIONS:
+        made_from["revision"] = ARCHITECTURE_REVISIONS[spec.arch]
+    return fingerprint(made_from)
 
 
 def finished_record(layout: RunLayout, dataset: str, name: str, wanted: str) -> dict | None:

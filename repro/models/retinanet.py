@@ -10,10 +10,21 @@ covers [i, i+1) x [j, j+1), and a box covers the pixels whose centres lie inside
 only keep the filled boxes as a mask, so training boxes are the bounding boxes of the mask's
 connected components (two overlapping RSNA boxes become one box around both).
 
+The heads' output biases are set as the RetinaNet paper sets them (Lin et al. 2017, "Focal Loss for
+Dense Object Detection", section 4.1, Initialization): the classification head's so that every
+anchor starts at confidence 0.01, the box head's at 0. keras-hub 0.32's RetinaNetObjectDetector gives
+that prior to the box head instead (its two PredictionHead calls: use_prior_probability=True on the
+box head) and leaves the classification head at 0, every anchor at confidence 0.5: its first steps
+then go to unlearning thousands of false detections per image and to undoing box offsets of -4.6
+(docs/training-from-scratch.md measures what that cost the demo). A preset of the whole detector
+would overwrite both.
+
 The utility test needs a per-pixel map: `detections_to_score_map` gives each pixel the highest
 confidence of the detected boxes covering it, and 0 elsewhere.
 """
 from __future__ import annotations
+
+import math
 
 import keras
 import keras_hub
@@ -25,6 +36,7 @@ from repro.models.weights import backbone_preset, download_failed
 
 BOX_FORMAT = "yxyx"
 PADDING = -1   # label (and box coordinates) of the padding rows of a fixed-size box list
+PRIOR_PROBABILITY = 0.01   # every anchor's confidence before training (the RetinaNet paper's pi)
 
 
 def build_retinanet(size: int, *, backbone: str | dict, levels: list[int], head_convs: int,
@@ -39,10 +51,20 @@ def build_retinanet(size: int, *, backbone: str | dict, levels: list[int], head_
     decoder = keras_hub.layers.NonMaxSuppression(
         bounding_box_format=BOX_FORMAT, from_logits=True, confidence_threshold=score_threshold,
         max_detections=max_detections)
-    return keras_hub.models.RetinaNetObjectDetector(
+    detector = keras_hub.models.RetinaNetObjectDetector(
         backbone=features, num_classes=1, bounding_box_format=BOX_FORMAT,
         pre_logits_num_conv_layers=head_convs, prediction_decoder=decoder,
         preprocessor=keras_hub.models.RetinaNetObjectDetectorPreprocessor(image_converter=converter))
+    _initialize_head_biases(detector)
+    return detector
+
+
+def _initialize_head_biases(detector: keras_hub.models.RetinaNetObjectDetector) -> None:
+    """The focal-loss prior on the classification head, zero on the box head (module docstring)."""
+    classes = detector.classification_head.prediction_layer.bias
+    classes.assign(keras.ops.full(classes.shape, -math.log((1 - PRIOR_PROBABILITY) / PRIOR_PROBABILITY)))
+    boxes = detector.box_head.prediction_layer.bias
+    boxes.assign(keras.ops.zeros(boxes.shape))
 
 
 def masks_to_boxes(mask: np.ndarray) -> np.ndarray:

@@ -12,6 +12,9 @@ The grade has four parts:
 - the paper's findings, checked one by one on our cells, as the paper states them: agree /
   disagree / not measured, with the places where the paper contradicts itself named instead of
   guessed.
+A data set whose localization network scored below AVG on utility has no ceiling
+(repro.report.summary.localizers_below_avg): the verdicts against that network (P_High,
+P_Repeat_High, P_Reprod_High) and the findings that rest on it are not measured, not disagreements.
 One headline sums it up: findings agreeing, and verdicts agreeing (firm ones apart).
 """
 from __future__ import annotations
@@ -26,11 +29,14 @@ from scipy.stats import spearmanr
 from repro.io import write_json, write_text
 from repro.protocol import KAGGLE_DATASETS, NOT_MEASURED, PAPER_METHODS as METHODS
 from repro.report.published import published_cells
+from repro.report.summary import localizers_below_avg
 
 AGREE, DISAGREE = "agree", "disagree"
 NAMES = {name: spec.short for name, spec in KAGGLE_DATASETS.items()}
 # Published sds whose meaning our cells do not share (see the module docstring).
 _NO_SD_UNITS = {("rsna", "GBP", "Repeatability")}
+# The verdicts against the localization network (the paper's high baselines).
+HIGH_BASELINE_COLUMNS = ("P_High", "P_Repeat_High", "P_Reprod_High")
 
 
 # --- the cells --------------------------------------------------------------------------------
@@ -55,6 +61,9 @@ def compare_cells(ours: pd.DataFrame, published: pd.DataFrame | None = None, *,
         merged["difference_in_sd"] = np.where(comparable, merged["difference"] / merged["sd_paper"], np.nan)
     merged["verdict_agreement"] = [
         _verdict_agreement(paper, mine) for paper, mine in zip(merged["verdict_paper"], merged["verdict_ours"])]
+    no_ceiling = [below.dataset for below in localizers_below_avg(ours)]
+    merged.loc[merged["dataset"].isin(no_ceiling) & merged["column"].isin(HIGH_BASELINE_COLUMNS)
+               & (merged["verdict_agreement"] != "paper printed no verdict"), "verdict_agreement"] = NOT_MEASURED
     merged.loc[~merged["column"].str.startswith("P_"), "verdict_agreement"] = ""
     return merged
 
@@ -91,6 +100,7 @@ class Finding:
     source: str
     check: Callable[[pd.DataFrame], bool | None]   # True = holds in the cells, None = not measured
     caveat: str = ""
+    localizer_of: str | None = None   # the data set whose localization network the claim compares with
 
 
 def _means(cells, table, dataset, column, methods=METHODS) -> pd.Series | None:
@@ -136,8 +146,9 @@ def _repeat_above_reprod(cells, dataset):
     return None if repeat is None or reprod is None else bool((repeat > reprod).all())
 
 
-def _per_dataset(claim, source, check, caveat=""):
-    return [Finding(f"{NAMES[d]}: {claim}", source, lambda cells, d=d: check(cells, d), caveat) for d in NAMES]
+def _per_dataset(claim, source, check, caveat="", *, localizer=False):
+    return [Finding(f"{NAMES[d]}: {claim}", source, lambda cells, d=d: check(cells, d), caveat,
+                    localizer_of=d if localizer else None) for d in NAMES]
 
 
 FINDINGS: list[Finding] = [
@@ -150,7 +161,7 @@ FINDINGS: list[Finding] = [
     *_per_dataset("every method but XRAI fails the utility test against the AVG mask (7 of 8)",
                   "Results (Localization Utility); Table 3", _all_but(3, "P_AVG", "did not pass", "XRAI")),
     *_per_dataset("the localization network beats every method on utility", "Abstract; Table 3",
-                  _all_verdicts(3, "P_High", "did not pass")),
+                  _all_verdicts(3, "P_High", "did not pass"), localizer=True),
     *_per_dataset("XRAI fails the randomization test", "Key Points; Table 3",
                   _all_verdicts(3, "P_Randomization", "did not pass", methods=("XRAI",))),
     *_per_dataset("Grad-CAM passes the randomization test", "Discussion; Table 3",
@@ -168,11 +179,12 @@ FINDINGS: list[Finding] = [
             caveat="the text says this of the pneumonia data; in the paper's SIIM-ACR Table 4, SG and SIG "
                    "are more reproducible than repeatable"),
     Finding("SIIM-ACR: no method is as reproducible as the U-Nets", "Results; Table 4",
-            lambda cells: _all_verdicts(4, "P_Reprod_High", "did not pass")(cells, "siim")),
+            lambda cells: _all_verdicts(4, "P_Reprod_High", "did not pass")(cells, "siim"), localizer_of="siim"),
     Finding("RSNA: no method is more repeatable than the RetinaNets except XRAI", "Key Points; Results",
             lambda cells: _xrai_sole_exception(cells),
             caveat="Table 4 marks XRAI's repeatability (0.84 vs RetinaNet 0.80) as 'did not pass', while "
-                   "the text and Key Points say XRAI exceeded RetinaNet (P < .001): checked as the text says."),
+                   "the text and Key Points say XRAI exceeded RetinaNet (P < .001): checked as the text says.",
+            localizer_of="rsna"),
 ]
 
 # Counted claims where the paper disagrees with itself: reported, never graded.
@@ -198,12 +210,17 @@ def _xrai_sole_exception(cells):
 
 
 def check_findings(cells: pd.DataFrame) -> pd.DataFrame:
+    """Each finding's outcome; one resting on a localization network that scored below AVG is not
+    measured, and its caveat says why."""
+    no_ceiling = {below.dataset: below for below in localizers_below_avg(cells)}
     rows = []
     for finding in FINDINGS:
-        holds = finding.check(cells)
+        holds, caveat = finding.check(cells), finding.caveat
+        if finding.localizer_of in no_ceiling:
+            holds = None
+            caveat = "; ".join(filter(None, [f"not measured: {no_ceiling[finding.localizer_of].finding}", caveat]))
         outcome = NOT_MEASURED if holds is None else (AGREE if holds else DISAGREE)
-        rows.append({"finding": finding.claim, "source": finding.source, "outcome": outcome,
-                     "caveat": finding.caveat})
+        rows.append({"finding": finding.claim, "source": finding.source, "outcome": outcome, "caveat": caveat})
     return pd.DataFrame(rows)
 
 

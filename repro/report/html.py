@@ -33,7 +33,8 @@ from tqdm.auto import tqdm
 
 from repro.io import atomic_folder, write_text
 from repro.protocol import AVG, CONTROLS, FAIL, LOW, NOT_MEASURED, ORIGINAL, PASS, STATE_LABELS, UNCERTAIN
-from repro.report.summary import NEAR_CHANCE, VERDICT_COLUMNS, RunReport, check_controls, near_chance
+from repro.report.summary import (NEAR_CHANCE, VERDICT_COLUMNS, RunReport, check_controls, localizers_below_avg,
+                                  near_chance)
 from repro.report.tables import LAYOUT, MARKERS, format_cell, note
 from repro.report.thumbnails import map_thumbnail, radiograph_thumbnail
 
@@ -191,7 +192,9 @@ class _Report:
                 cell = _one(mine, table, method, column)
                 cells.append(self._verdict(dataset, method, table, column, cell))
             rows.append({"method": method, "control": method in self.controls, "cells": cells})
-        return {"dataset": dataset, "title": self.specs[dataset].title, "rows": rows}
+        below = {weak.dataset: weak for weak in localizers_below_avg(self.cells)}.get(dataset)
+        return {"dataset": dataset, "title": self.specs[dataset].title, "rows": rows,
+                "no_ceiling": f"{below.finding}: {below.CONSEQUENCE}" if below else None}
 
     def _verdict(self, dataset, method, table, column, cell) -> dict:
         if cell is None or not cell.get("verdict"):

@@ -15,7 +15,7 @@ import pandas as pd
 
 from repro.io import write_text
 from repro.protocol import KAGGLE_DATASETS, NOT_MEASURED
-from repro.report.summary import NEAR_CHANCE
+from repro.report.summary import NEAR_CHANCE, localizers_below_avg
 
 BEGIN = "<!-- results: written by repro.report.readme from figures/; do not edit by hand -->"
 END = "<!-- end of results -->"
@@ -44,13 +44,16 @@ def results_section(figures: str | Path) -> str:
                  f"{'on' if provenance['deterministic'] else 'off'}.")
     lines.append("")
     counts = images.groupby(["dataset", "test"]).size()
+    no_ceiling = {below.dataset: below for below in localizers_below_avg(cells)}
     for dataset in dict.fromkeys(images["dataset"]):
         name = KAGGLE_DATASETS[dataset].short if dataset in KAGGLE_DATASETS else dataset
         scores = ", ".join(_model_score(model.split("/", 1)[1], record) for model, record in models.items()
                            if model.startswith(f"{dataset}/") and record["test"].get(record["monitor"]) is not None)
         lines.append(f"- {name}-like: {counts.get((dataset, 'utility'), 0)} positive test images for utility, "
                      f"{counts.get((dataset, 'randomization'), 0)} in the sample of the SSIM tests"
-                     + (f"; test scores (classifiers ROC AUC, localizers pixel AP): {scores}" if scores else ""))
+                     + (f"; test scores (classifiers ROC AUC, localizers pixel AP): {scores}" if scores else "")
+                     + (f"; **warning: {no_ceiling[dataset].finding}: it is no ceiling, and the grade counts the "
+                        f"findings that rest on it as not measured**" if dataset in no_ceiling else ""))
     verdicts = cells[cells["column"].str.startswith("P_") & ~cells["verdict"].isin(["", NOT_MEASURED])]
     methods = verdicts[~verdicts["method"].isin(["EDGE", "ORACLE"])]
     fragile = methods["fragile"].astype(str) == "True"

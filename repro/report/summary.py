@@ -1,6 +1,7 @@
-"""What a run found, as data: the verdicts of the four tests per method, the control check and the
-grade's headline. The command line prints from a `RunReport`; `report_markdown` writes the same as
-results/report.md, for the paper's experiments and for a user's own models alike.
+"""What a run found, as data: the verdicts of the four tests per method, the control check, the
+check of the localization networks against AVG and the grade's headline. The command line prints
+from a `RunReport`; `report_markdown` writes the same as results/report.md, for the paper's
+experiments and for a user's own models alike.
 """
 from __future__ import annotations
 
@@ -8,7 +9,7 @@ from dataclasses import dataclass, field
 
 import pandas as pd
 
-from repro.protocol import CONTROLS, FAIL, NOT_MEASURED, PASS
+from repro.protocol import AVG, CONTROLS, FAIL, LOCALIZER_NAMES, NOT_MEASURED, PASS
 from repro.report.tables import FRAGILE, MARKERS
 
 # Exit codes of `repro all` (the README and repro.cli say what each means).
@@ -92,6 +93,45 @@ def _checkable(cells: pd.DataFrame, enough: bool) -> list[str]:
             if (_utility_images(cells, d) >= MIN_CONTROL_IMAGES) == enough]
 
 
+@dataclass(frozen=True)
+class LocalizerBelowAvg:
+    """A localization network that scored below the AVG mask on utility: the paper's ceiling under
+    its floor. The paper's high baselines are networks trained to localize; one that localizes worse
+    than the average of the training masks has not learned its task, so the comparisons with it
+    (Table 3's P value*, Table 4's high baselines) say nothing about the paper's claims."""
+    dataset: str
+    localizer: str    # its row in the tables: U-Net, RetinaNet
+    auprc: float      # its mean utility AUPRC over the test images
+    avg: float        # AVG's, on the same images
+    images: int | None   # how many (None: cells without counts, as the published ones)
+
+    CONSEQUENCE = ("it is no ceiling, so the comparisons with it do not test the paper's claims, and the "
+                   "grade counts the findings that rest on it as not measured")
+
+    @property
+    def finding(self) -> str:
+        on = f" on {self.images} test images" if self.images is not None else ""
+        return f"the {self.localizer} scores below AVG on utility (AUPRC {self.auprc:.2f} against {self.avg:.2f}{on})"
+
+    def __str__(self) -> str:
+        return f"{self.dataset}: {self.finding}: {self.CONSEQUENCE}"
+
+
+def localizers_below_avg(cells: pd.DataFrame) -> list[LocalizerBelowAvg]:
+    """Each data set whose localization network's mean utility AUPRC (Table 3) is below AVG's, in
+    the cells' order. Also reads cells.csv as published (its numbers may come as text)."""
+    utility = cells[(cells["table"].astype(int) == 3) & (cells["column"] == "AUPRC")]
+    found = []
+    for dataset in dict.fromkeys(utility["dataset"]):
+        mine = utility[utility["dataset"] == dataset].set_index("method")
+        means = pd.to_numeric(mine["mean"], errors="coerce")
+        for localizer in LOCALIZER_NAMES.values():
+            if localizer in means.index and AVG in means.index and means[localizer] < means[AVG]:
+                images = int(mine.loc[localizer, "n"]) if "n" in mine else None
+                found.append(LocalizerBelowAvg(dataset, localizer, float(means[localizer]), float(means[AVG]), images))
+    return found
+
+
 @dataclass
 class RunReport:
     """What a run produced: its cells, the grade (paper experiments only) and the control check."""
@@ -150,7 +190,9 @@ class RunReport:
         return pd.DataFrame(rows, columns=["method", *(h for _, _, h in VERDICT_COLUMNS)])
 
     def verdict_lines(self) -> list[str]:
-        """The console summary: per data set, a line per method with its verdicts."""
+        """The console summary: per data set, a line per method with its verdicts, and a warning
+        under them when its localization network scored below AVG."""
+        weak = {below.dataset: below for below in localizers_below_avg(self.cells)}
         lines = []
         for dataset in dict.fromkeys(self.cells["dataset"]):
             table = self.verdicts(dataset, with_p=False)
@@ -158,6 +200,8 @@ class RunReport:
             lines.append(f"{dataset}:")
             for values in [list(table.columns), *table.astype(str).values.tolist()]:
                 lines.append("  " + "  ".join(str(v).ljust(w) for v, w in zip(values, widths)).rstrip())
+            if dataset in weak:
+                lines.append(f"  warning: {weak[dataset]}")
         return lines
 
     def grade_line(self) -> str | None:
@@ -181,10 +225,13 @@ def report_markdown(report: RunReport) -> str:
               f"reproducibility {' vs '.join(roles.reproducibility) if roles.reproducibility else 'not measured (needs models of two architectures)'}",
               f"- markers: {MARKERS[FAIL]} did not pass, {MARKERS[PASS]} passed; {FRAGILE} fragile (the verdict flips in more "
               f"than {settings.evaluation.stability.fragile_above:.0%} of bootstrap resamples or replicates)", ""]
+    weak = {below.dataset: below for below in localizers_below_avg(report.cells)}
     for name, spec in experiment.datasets.items():
         if name not in set(report.cells["dataset"]):
             continue
         lines += [f"## {spec.title}", "", report.verdicts(name).to_markdown(index=False), ""]
+        if name in weak:
+            lines += [f"**Warning**: {weak[name].finding}: {weak[name].CONSEQUENCE}.", ""]
         mine = report.cells[(report.cells["dataset"] == name) & (report.cells["verdict"] == NOT_MEASURED)]
         reasons = mine.groupby("comparison", sort=False)["method"].apply(lambda m: ", ".join(dict.fromkeys(m)))
         for why, methods in reasons.items():

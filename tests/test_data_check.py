@@ -120,7 +120,7 @@ def test_config_check_says_what_it_checked(release, tmp_path, capsys):
     assert main(["config", "--check", *paper_on(release)]) == 0
     out = capsys.readouterr().out
     assert "the settings are valid" in out and "data roots hold their label files and image folders (siim, rsna)" in out
-    assert "not checked: the images themselves (repro data check --experiment paper)" in out
+    assert "not checked: the images themselves (repro data check --experiment paper" in out
     assert main(["config", "--check", *paper_on({"siim": tmp_path / "nowhere", "rsna": release["rsna"]})]) == 2
     assert f"repro: error: data.siim_root {tmp_path / 'nowhere'} does not exist" in capsys.readouterr().err
 

@@ -89,36 +89,38 @@ class MixedFit:
 # --- the fit ------------------------------------------------------------------------------------
 
 class _Design:
-    """Per-image sufficient statistics of score ~ 0 + group + (1 | image): everything the REML
-    criterion needs, so that each evaluation costs O(images x groups^2)."""
+    """score ~ 0 + group + (1 | image) as per-image sums: everything the REML criterion needs, so
+    that each evaluation costs O(scores + images x groups^2)."""
 
     def __init__(self, data: pd.DataFrame, groups: list[str]):
-        group = pd.Categorical(data["group"], categories=groups).codes
-        image_codes, images = pd.factorize(data["image"], sort=True)
-        y = data["score"].to_numpy(float)
-        self.k, self.n, self.images = len(groups), len(y), len(images)
+        self.group = pd.Categorical(data["group"], categories=groups).codes
+        self.image, images = pd.factorize(data["image"], sort=True)
+        self.y = data["score"].to_numpy(float)
+        self.k, self.n, self.images = len(groups), len(self.y), len(images)
         self.counts = np.zeros((len(images), self.k))            # C: scores of each image in each group
-        np.add.at(self.counts, (image_codes, group), 1.0)
-        self.group_sums = np.bincount(group, weights=y, minlength=self.k)          # X'y
-        self.image_totals = np.bincount(image_codes, weights=y, minlength=len(images))
+        np.add.at(self.counts, (self.image, self.group), 1.0)
+        self.group_sums = np.bincount(self.group, weights=self.y, minlength=self.k)          # X'y
+        self.image_totals = np.bincount(self.image, weights=self.y, minlength=len(images))
         self.per_image = self.counts.sum(axis=1)                 # n_i
-        self.yy = float(y @ y)
+        self.yy = float(self.y @ self.y)
 
-    def solve(self, theta: float):
-        """(X'V^-1 X, X'V^-1 y, y'V^-1 y, log det V) at theta; V_i^-1 = I - w_i 11', w_i = t^2/(1 + n_i t^2)."""
+    def gls(self, theta: float):
+        """At theta: the fixed effects, X'V^-1 X, the penalized residual sum of squares r^2 =
+        (y - X beta)' V^-1 (y - X beta), log det V and log det X'V^-1 X. V_i^-1 = I - w_i 11' with
+        w_i = t^2 / (1 + n_i t^2); r^2 is summed from non-negative parts (within-image squares, and
+        each image's mean residual shrunk by 1 + n_i t^2) so that a near-exact fit does not cancel
+        to a negative number."""
         t2 = theta * theta
         w = t2 / (1.0 + self.per_image * t2)
         xvx = np.diag(self.counts.sum(axis=0)) - (self.counts * w[:, None]).T @ self.counts
         xvy = self.group_sums - self.counts.T @ (w * self.image_totals)
-        yvy = self.yy - float(w @ self.image_totals ** 2)
-        return xvx, xvy, yvy, float(np.log1p(self.per_image * t2).sum())
-
-    def gls(self, theta: float):
-        """The fixed effects at theta, the penalized residual sum of squares r^2 and log det X'V^-1 X."""
-        xvx, xvy, yvy, logdet_v = self.solve(theta)
         cholesky = np.linalg.cholesky(xvx)
         beta = np.linalg.solve(xvx, xvy)
-        r2 = max(yvy - float(xvy @ beta), 0.0)
+        residual = self.y - beta[self.group]
+        image_mean = np.bincount(self.image, weights=residual, minlength=self.images) / self.per_image
+        within = float(((residual - image_mean[self.image]) ** 2).sum())
+        r2 = within + float((self.per_image * image_mean ** 2 / (1.0 + self.per_image * t2)).sum())
+        logdet_v = float(np.log1p(self.per_image * t2).sum())
         return beta, xvx, r2, logdet_v, 2.0 * float(np.log(np.diag(cholesky)).sum())
 
     def reml_deviance(self, theta: float) -> float:

@@ -119,10 +119,7 @@ def build_parser() -> argparse.ArgumentParser:
 
     def experiment_command(name, help, handler, *, cluster=False):
         command = commands.add_parser(name, help=help)
-        command.add_argument("--experiment", default="demo", help="name in experiments/ or a YAML path (default demo)")
-        command.add_argument("--run-dir", type=Path, help="override the experiment's run directory")
-        command.add_argument("--set", action="append", default=[], metavar="KEY.PATH=VALUE",
-                             help="override one setting (repeatable), e.g. --set evaluation.utility_images=10")
+        _experiment_arguments(command)
         if cluster:
             command.add_argument("--cluster", metavar="SPEC",
                                  help="run the work on Dask: local:N (N worker processes here) or a scheduler "
@@ -159,7 +156,7 @@ def _experiment_arguments(command) -> None:
     command.add_argument("--experiment", default="demo", help="name in experiments/ or a YAML path (default demo)")
     command.add_argument("--run-dir", type=Path, help="override the experiment's run directory")
     command.add_argument("--set", action="append", default=[], metavar="KEY.PATH=VALUE",
-                         help="override one setting (repeatable), e.g. --set data.siim_root=/data/siim")
+                         help="override one setting (repeatable), e.g. --set evaluation.utility_images=10")
 
 
 def main(argv: list[str] | None = None) -> int:

@@ -32,6 +32,7 @@ from repro.io import fingerprint
 from repro.layout import RunLayout
 from repro.protocol import (DATASETS, INCEPTION_STATES, KAGGLE_DATASETS, METHODS, PAPER_METHODS,
                             DatasetSpec)
+from repro.versions import CODE_VERSIONS
 
 REPOSITORY = Path(__file__).resolve().parents[1]
 EXPERIMENTS_DIR = REPOSITORY / "experiments"
@@ -508,13 +509,19 @@ class Experiment:
 
     @property
     def results_fingerprint(self) -> str:
-        """What results/ is made from (results_settings), as one string: a run's provenance record
-        holds it, and every command that reads results compares it with this one."""
-        return fingerprint(results_settings(self.settings.model_dump(mode="json")))
+        """What results/ is made from (results_settings and the code's versions), as one string: a
+        run's provenance record holds it, and every command that reads results compares it with this one."""
+        return results_fingerprint_of(self.settings.model_dump(mode="json"))
 
 
 # Settings that say where a run writes and how it executes, never what a result holds.
 RUN_ONLY_SETTINGS = ("description", "run_dir", "publish_dir", "publish_readme", "allow_outside_project", "runtime")
+
+
+def results_fingerprint_of(settings: dict) -> str:
+    """The results fingerprint of these settings (a model_dump, or a run's experiment.json) made by
+    this version of the code (repro.versions)."""
+    return fingerprint({"settings": results_settings(settings), "code": CODE_VERSIONS})
 
 
 def results_settings(settings: dict) -> dict:

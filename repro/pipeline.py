@@ -25,16 +25,17 @@ from repro.evaluation.plan import LOCALIZER, MapTask, map_tasks, needed_maps
 from repro.evaluation.scoring import SCORE_COLUMNS, TruthFor, score_dataset
 from repro.evaluation.selection import ImageSelection, indices_of, select_images
 from repro.execution import InProcess, executor_for
-from repro.experiments import (REPOSITORY, Experiment, resolved_config, resolved_parameters, results_settings,
-                               settings_changes)
+from repro.experiments import (REPOSITORY, Experiment, resolved_config, resolved_parameters, results_fingerprint_of,
+                               results_settings, settings_changes)
 from repro.io import (RunLock, atomic_folder, fingerprint, read_json_object, sha256_file, write_bytes, write_json,
                       write_text)
 from repro.protocol import CONTROLS, INCEPTION_STATES
 from repro.provenance import StageClock, provenance_record
 from repro.report.summary import RunReport, check_controls, report_markdown
 from repro.runtime import give_back_memory
-from repro.statistics.cells import STATISTICS_VERSION, ModelChoice, PostHoc, pair_label, result_cells
+from repro.statistics.cells import ModelChoice, PostHoc, pair_label, result_cells
 from repro.statistics.stability import verdict_stability
+from repro.versions import CODE_VERSIONS
 
 log = logging.getLogger(__name__)
 
@@ -295,10 +296,13 @@ def stage_statistics(experiment: Experiment, scores: pd.DataFrame, executor=None
 
 def statistics_fingerprint(experiment: Experiment, scores: pd.DataFrame) -> str:
     """What the cells are made from: the scores (their values, not their file), the results'
-    settings and the statistics code's version."""
+    settings and code versions, and the statistics modules' own source (an edit to them that
+    forgets to bump STATISTICS_VERSION still computes the cells again)."""
+    from repro.statistics import cells, mixed, stability
     values = pd.util.hash_pandas_object(scores.reset_index(drop=True), index=False).to_numpy()
+    source = b"".join(Path(module.__file__).read_bytes() for module in (mixed, cells, stability))
     return fingerprint({"scores": hashlib.sha256(values.tobytes()).hexdigest(),
-                        "settings": experiment.results_fingerprint, "version": STATISTICS_VERSION})
+                        "settings": experiment.results_fingerprint, "code": hashlib.sha256(source).hexdigest()})
 
 
 def _statistics_made_from(layout) -> tuple[str, str] | None:
@@ -382,12 +386,13 @@ def rewrite_report(experiment: Experiment, *, compare=(), progress: bool = True)
     """`repro report`: the HTML report again, from the run's results (checked: made with these
     settings) and maps. report.md and the other results stay as the run wrote them: provenance.json
     holds their digests, and the report's folder is not among them."""
-    cells, scores = read_cells(experiment), read_scores(experiment)
-    report = read_report(experiment)
-    datasets = prepare_data(experiment, progress=False)
-    plans = {name: plan_maps(experiment, dataset) for name, dataset in datasets.items()}
-    index = stage_report(experiment, scores, cells, datasets, plans, report.grade, progress=progress)
-    stage_provenance_page(experiment, report.provenance, compare)
+    with RunLock(experiment.layout.lock_file):     # not while a run replaces the same folder
+        cells, scores = read_cells(experiment), read_scores(experiment)
+        report = read_report(experiment)
+        datasets = prepare_data(experiment, progress=False)
+        plans = {name: plan_maps(experiment, dataset) for name, dataset in datasets.items()}
+        index = stage_report(experiment, scores, cells, datasets, plans, report.grade, progress=progress)
+        stage_provenance_page(experiment, report.provenance, compare)
     return index
 
 
@@ -508,6 +513,11 @@ def current_result(experiment: Experiment, name: str, what: str) -> Path:
                          f"settings are unknown ({update})") from None
     made_with = provenance.get("results_fingerprint")
     if made_with != experiment.results_fingerprint:
+        code = provenance.get("code_versions")
+        if code != CODE_VERSIONS:
+            changes = settings_changes(code, CODE_VERSIONS) if isinstance(code, dict) else []
+            raise ValueError(f"{layout.results_dir} holds results made by another version of the kit"
+                             f"{': ' + '; '.join(changes) if changes else ''} ({update})")
         raise ValueError(f"{layout.results_dir} holds results made with other settings than these"
                          f"{_settings_changes(experiment, made_with)} ({update})")
     digests = provenance.get("results_sha256")
@@ -521,12 +531,12 @@ def _settings_changes(experiment: Experiment, made_with) -> str:
     """': key: old then, new now; ...' when the run directory's experiment.json holds the settings
     the results were made with (it is written when a run starts); '' when it does not."""
     try:
-        before = results_settings(read_json_object(experiment.layout.settings_file))
+        written = read_json_object(experiment.layout.settings_file)
     except ValueError:
         return ""
-    if fingerprint(before) != made_with:
+    if results_fingerprint_of(written) != made_with:
         return ""
-    changes = settings_changes(before, results_settings(experiment.settings.model_dump(mode="json")))
+    changes = settings_changes(results_settings(written), results_settings(experiment.settings.model_dump(mode="json")))
     if not changes:
         return ""
     return ": " + "; ".join(changes[:3]) + (f" (and {len(changes) - 3} more)" if len(changes) > 3 else "")

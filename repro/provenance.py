@@ -19,9 +19,10 @@ from pathlib import Path
 import psutil
 
 from repro.io import sha256_file
+from repro.versions import CODE_VERSIONS
 
 PACKAGES = ("tensorflow", "keras", "keras-hub", "saliency", "tf-keras-vis", "numpy", "scipy", "scikit-image",
-            "scikit-learn", "statsmodels", "pandas", "pydicom", "matplotlib", "dask", "distributed", "pydantic")
+            "scikit-learn", "pandas", "pydicom", "matplotlib", "dask", "distributed", "pydantic")
 
 
 class StageClock:
@@ -40,13 +41,14 @@ class StageClock:
     @contextmanager
     def stage(self, name: str):
         self._peak = _tree_rss()
-        started = time.perf_counter()
+        started, finished = time.perf_counter(), False
         try:
             yield
+            finished = True
         finally:
             self.stages[name] = {"seconds": round(time.perf_counter() - started, 1),
                                  "peak_memory_gb": round(max(self._peak, _tree_rss()) / 1e9, 2)}
-            if self.on_stage_end is not None:
+            if finished and self.on_stage_end is not None:   # an interrupted stage is not "done"
                 self.on_stage_end(name, self.stages[name])
 
     @property
@@ -129,6 +131,7 @@ def provenance_record(experiment, clock: StageClock, *, cluster: str | None, rep
         "experiment_hash": experiment.fingerprint,
         # What results/ was made from: every command that reads results checks it (repro.pipeline).
         "results_fingerprint": experiment.results_fingerprint,
+        "code_versions": CODE_VERSIONS,
         "seeds": {"saliency": settings.saliency.seed, "image_sample": settings.evaluation.sample_seed,
                   "random_pairs": settings.evaluation.pair_seed, "cascade": settings.evaluation.cascade.seed,
                   "bootstrap": settings.evaluation.stability.seed,

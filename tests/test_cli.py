@@ -138,6 +138,18 @@ def test_results_after_an_edited_experiment_file_are_refused(tmp_path, capsys):
             f"--experiment {path} --run-dir {tmp_path / 'run'})\n") in capsys.readouterr().err
 
 
+def test_results_of_another_version_of_the_kit_are_refused(tmp_path, capsys, monkeypatch):
+    """A change to the code that alters results (repro.versions) makes earlier results stale too:
+    the same settings, other statistics."""
+    from repro import versions
+    finished_results(load_experiment("smoke", run_dir=tmp_path))
+    monkeypatch.setitem(versions.CODE_VERSIONS, "statistics", versions.STATISTICS_VERSION + 1)
+    assert main(["table", "3", "--experiment", "smoke", "--run-dir", str(tmp_path)]) == 2
+    err = capsys.readouterr().err
+    assert (f"holds results made by another version of the kit: statistics: {versions.STATISTICS_VERSION} then, "
+            f"{versions.STATISTICS_VERSION + 1} now (run: repro all --experiment smoke") in err
+
+
 @pytest.mark.parametrize("damage, message", [
     ("edited cells", r"cells.csv is not the file the last finished run wrote \(a run that did not finish, or an edit"),
     ("null provenance", r"cells.csv: the record of the run that made it is missing or damaged \(.*provenance.json: "

@@ -20,9 +20,9 @@ from repro.evaluation.selection import ImageSelection
 from repro.experiments import Cascade, Roles, Saliency
 from repro.io import fingerprint
 from repro.protocol import ORIGINAL
+from repro.versions import MAPS_VERSION
 
 LOCALIZER = "LOCALIZER"      # the method name of a localization network's own map
-MAPS_VERSION = 3             # bump when a change alters the maps the same settings produce
 DEFAULT_TARGET = "predicted"
 INPUT_RANGE = (0.0, 255.0)   # the kit's models take [0, 255] images and scale them inside
 

@@ -14,13 +14,10 @@ from dataclasses import dataclass
 from repro.experiments import ModelSpec, TrainSettings
 from repro.io import fingerprint, read_json_object, sha256_file
 from repro.layout import RunLayout
+from repro.versions import ARCHITECTURE_REVISIONS, TRAINING_VERSION
 
 log = logging.getLogger(__name__)
 
-TRAINING_VERSION = 2    # bump when a change to training alters what a model learns
-# An architecture's own revision, for a change to how it alone is built (its models are trained
-# again, the others kept). retinanet 1: its heads' biases set as the RetinaNet paper sets them.
-ARCHITECTURE_REVISIONS = {"retinanet": 1}
 
 
 def model_fingerprint(spec: ModelSpec, settings: TrainSettings | None, dataset) -> str:

@@ -35,10 +35,9 @@ import pandas as pd
 
 from repro.protocol import (AVG, FAIL, LOW, LOW_SSIM, NOT_MEASURED, RANDOMIZATION, REPEATABILITY,
                             REPRODUCIBILITY, UTILITY, DatasetSpec)
-from repro.statistics.mixed import format_p, mixed_model_contrasts
+from repro.statistics.mixed import fitted_rows, format_p, mixed_model_contrasts
 
 CELL_DECIMALS = 4
-STATISTICS_VERSION = 2   # bump when a change alters the cells the same scores give (2: lme4's fit, multcomp's P)
 CELL_COLUMNS = ["table", "dataset", "method", "column", "mean", "sd", "n", "p", "verdict", "form", "comparison",
                 "fit", "icc"]
 FORMS = ("replicates", "per_image")
@@ -64,16 +63,19 @@ def pair_label(a: str, b: str) -> str:
 @dataclass
 class PostHoc:
     """How the cells' comparisons are tested: `constant_rule` says how a group is compared with a
-    constant (repro.statistics.mixed.CONSTANT_RULES). When `families` is a list, every family fitted
-    is appended to it as (name, scores, pairs, contrasts): what an export to R needs."""
+    constant (repro.statistics.mixed.CONSTANT_RULES); `verdicts_only` (the bootstrap resamples) stops
+    refining an estimated P value once its side of alpha is clear. When `families` is a list, every
+    family fitted is appended to it as (name, the rows fitted, pairs, contrasts): what an export to R
+    needs."""
     constant_rule: str = "studentized_range"
+    verdicts_only: bool = False
     families: list | None = field(default=None)
 
     def contrasts(self, name: str, data: pd.DataFrame, pairs, *, higher_is_pass: bool = True):
-        data = data[["image", "group", "score"]]
-        found = mixed_model_contrasts(data, pairs, higher_is_pass=higher_is_pass, constant_rule=self.constant_rule)
+        found = mixed_model_contrasts(data, pairs, higher_is_pass=higher_is_pass, constant_rule=self.constant_rule,
+                                      verdicts_only=self.verdicts_only)
         if self.families is not None:
-            self.families.append((name, data, list(pairs), found))
+            self.families.append((name, fitted_rows(data), list(pairs), found))
         return found
 
 
@@ -235,5 +237,4 @@ def verdict_cells(cells: pd.DataFrame) -> pd.DataFrame:
                  & (cells["verdict"] != "")]
 
 
-__all__ = ["CELL_COLUMNS", "FAIL", "STATISTICS_VERSION", "ModelChoice", "PostHoc", "pair_label", "result_cells",
-           "verdict_cells"]
+__all__ = ["CELL_COLUMNS", "FAIL", "ModelChoice", "PostHoc", "pair_label", "result_cells", "verdict_cells"]

@@ -25,7 +25,7 @@ def export_for_r(families: list, constant_rule: str, directory: str | Path) -> P
         raise ValueError("nothing to export: no comparison was fitted")
     scores, contrasts = [], []
     for name, data, pairs, found in families:
-        scores.append(data.assign(family=name)[["family", "image", "group", "score"]].dropna(subset=["score"]))
+        scores.append(data.assign(family=name)[["family", "image", "group", "score"]])
         for (group, reference), contrast in zip(pairs, found):
             contrasts.append((name, group, str(reference), constant_rule, contrast.estimate, contrast.std_error,
                               contrast.z, contrast.p_value, contrast.verdict, contrast.fit, contrast.icc))

@@ -20,7 +20,7 @@ from multcomp (`glht(fit, mcp(group = "Tukey"))`, single-step). This module comp
   is a multivariate normal integral that multcomp estimates with mvtnorm's randomized quasi-Monte
   Carlo (absolute error 1e-3 by default); here it is estimated by quasi-Monte Carlo over the group
   means with a fixed scrambled Sobol sequence (deterministic), for pairwise families with the exact
-  studentized range of exchangeable means as a control variate: within 3e-4 of R's answers at
+  studentized range of exchangeable means as a control variate: within 4e-4 of R's answers at
   mvtnorm's error 1e-4 for pairwise families and within 1e-3 for the others (tests/test_stats_r.py).
 
 No Python library runs multcomp's post hoc step on a mixed model, and statsmodels' optimizer is the
@@ -170,8 +170,8 @@ def _reml_theta(design: _Design) -> float:
 
 # --- the post hoc step --------------------------------------------------------------------------
 
-def single_step_p_values(z, contrasts: np.ndarray, covariance: np.ndarray, *,
-                         points: int = QMC_POINTS, seed: int = QMC_SEED) -> np.ndarray:
+def single_step_p_values(z, contrasts: np.ndarray, covariance: np.ndarray, *, points: int = QMC_POINTS,
+                         seed: int = QMC_SEED, settle_at: float | None = None) -> np.ndarray:
     """multcomp's single-step adjusted P values: for each |z_j|, P(max_k |Z_k| >= |z_j|) where
     Z = K m / se and m ~ N(0, covariance) (the group means under the null), K = `contrasts`.
 
@@ -179,7 +179,9 @@ def single_step_p_values(z, contrasts: np.ndarray, covariance: np.ndarray, *,
     studentized range, exactly. Otherwise quasi-Monte Carlo over m (scrambled Sobol, fixed seed: the
     same bits every run); for all pairwise contrasts with the studentized range of the nearest
     exchangeable means as a control variate (the same draws under both laws), which leaves mostly
-    the imbalance's own share of the error."""
+    the imbalance's own share of the error. With `settle_at` (a significance level: only the
+    verdict is wanted, as in the bootstrap resamples) the draws stop once every P is four of its
+    standard errors away from that level."""
     z = np.abs(np.asarray(z, float))
     contrasts = np.atleast_2d(np.asarray(contrasts, float))
     contrast_cov = contrasts @ covariance @ contrasts.T
@@ -192,21 +194,34 @@ def single_step_p_values(z, contrasts: np.ndarray, covariance: np.ndarray, *,
     if pairwise and _exchangeable(contrasts, contrast_cov):
         return np.array([tukey_p_value(value, groups) for value in z])
     se = np.sqrt(np.diag(contrast_cov))
+    if not (se > 0).all():   # an exact fit (no residual variance): each difference is known exactly
+        return np.where(np.isinf(z), 0.0, 1.0)
     root = _symmetric_root(covariance, centred=pairwise)
-    exceed, exceed_exchangeable, drawn = np.zeros(len(z)), np.zeros(len(z)), 0
+    exact = np.array([tukey_p_value(value, groups) for value in z]) if pairwise else np.zeros(len(z))
+    exceed, exceed_exchangeable, differ, drawn = np.zeros(len(z)), np.zeros(len(z)), np.zeros(len(z)), 0
     sobol = qmc.Sobol(d=groups, scramble=True, seed=seed)
     while drawn < points:
         normal = ndtri(np.clip(sobol.random(QMC_BATCH), 1e-16, 1 - 1e-16))
-        largest = np.abs(normal @ root @ contrasts.T / se).max(axis=1)
-        exceed += (largest[:, None] >= z[None, :]).sum(axis=0)
+        hits = np.abs(normal @ root @ contrasts.T / se).max(axis=1)[:, None] >= z[None, :]
+        exceed += hits.sum(axis=0)
         if pairwise:   # the same draws as independent unit means: their largest |difference| / sqrt 2
-            largest = np.abs(normal @ contrasts.T).max(axis=1) / np.sqrt(2.0)
-            exceed_exchangeable += (largest[:, None] >= z[None, :]).sum(axis=0)
+            hits_exchangeable = np.abs(normal @ contrasts.T).max(axis=1)[:, None] / np.sqrt(2.0) >= z[None, :]
+            exceed_exchangeable += hits_exchangeable.sum(axis=0)
+            differ += (hits != hits_exchangeable).sum(axis=0)
         drawn += QMC_BATCH
-    if not pairwise:
-        return exceed / drawn
-    exact = np.array([tukey_p_value(value, groups) for value in z])
-    return np.clip(exact + (exceed - exceed_exchangeable) / drawn, 0.0, 1.0)
+        estimate = exact + (exceed - exceed_exchangeable) / drawn
+        # a draw contributes a difference of indicators (pairwise) or one indicator: E[d^2] bounds its variance
+        variance_bound = differ / drawn if pairwise else estimate * (1.0 - estimate)
+        if settle_at is not None and _settled(estimate, variance_bound, drawn, settle_at):
+            break
+    return np.clip(estimate, 0.0, 1.0)
+
+
+def _settled(estimate: np.ndarray, variance_bound: np.ndarray, drawn: int, level: float) -> bool:
+    """Every estimate four Monte Carlo standard errors away from `level` (from a bound on the
+    variance of one draw's contribution; quasi-Monte Carlo does better than that)."""
+    standard_error = np.sqrt(variance_bound / drawn)
+    return bool((np.abs(estimate - level) > 4.0 * standard_error + 1.0 / drawn).all())
 
 
 def _symmetric_root(covariance: np.ndarray, *, centred: bool) -> np.ndarray:
@@ -256,7 +271,7 @@ def pairwise_matrix(groups: tuple[str, ...]) -> np.ndarray:
 
 def mixed_model_contrasts(scores: pd.DataFrame, pairs: list[tuple[str, str | float]], *,
                           higher_is_pass: bool = True, alpha: float = 0.05,
-                          constant_rule: str = "studentized_range") -> list[Contrast]:
+                          constant_rule: str = "studentized_range", verdicts_only: bool = False) -> list[Contrast]:
     """Fit score ~ group + (1 | image) and test each (group, reference) pair of `pairs`.
 
     `scores` is long: columns image, group, score. NaN rows (degenerate maps) are dropped, so
@@ -274,13 +289,14 @@ def mixed_model_contrasts(scores: pd.DataFrame, pairs: list[tuple[str, str | flo
     measured: its contrast has a NaN P value and the verdict "not measured".
     A significant difference in the favourable direction is a pass (higher, or lower when
     higher_is_pass=False, as in the randomization test); a significant one the other way did not
-    pass; no significant difference is uncertain.
+    pass; no significant difference is uncertain. `verdicts_only` (the bootstrap resamples) lets an
+    estimated P value stop being refined once it is clearly on one side of alpha.
     """
     if constant_rule not in CONSTANT_RULES:
         raise ValueError(f"constant_rule must be one of {CONSTANT_RULES}, got {constant_rule!r}")
-    data = _validated(scores)
-    counts = data["group"].value_counts()
-    measurable = {g for g, n in counts.items() if n >= 2}
+    counts = _validated(scores)["group"].value_counts()
+    data = fitted_rows(scores)
+    measurable = set(data["group"])
 
     def n_of(group, reference):
         return int(counts.get(group, 0) + (counts.get(reference, 0) if isinstance(reference, str) else 0))
@@ -288,13 +304,12 @@ def mixed_model_contrasts(scores: pd.DataFrame, pairs: list[tuple[str, str | flo
     def measured(pair):
         return all(not isinstance(name, str) or name in measurable for name in pair)
 
-    data = data[data["group"].isin(measurable)]
     wanted = [pair for pair in pairs if measured(pair)]
     found = {}
     if wanted:
         if data["image"].nunique() < 2:
             raise ValueError("scores: need at least 2 images for a mixed model")
-        found = _family_contrasts(data, wanted, constant_rule)
+        found = _family_contrasts(data, wanted, constant_rule, settle_at=alpha if verdicts_only else None)
     results = []
     for group, reference in pairs:
         if (group, reference) not in found:
@@ -308,7 +323,7 @@ def mixed_model_contrasts(scores: pd.DataFrame, pairs: list[tuple[str, str | flo
     return results
 
 
-def _family_contrasts(data: pd.DataFrame, pairs, constant_rule: str) -> dict:
+def _family_contrasts(data: pd.DataFrame, pairs, constant_rule: str, settle_at: float | None) -> dict:
     """(group, reference) -> (estimate, se, z, adjusted P, fit) for every wanted pair."""
     constants = sorted({ref for _, ref in pairs if not isinstance(ref, str)})
     if constant_rule == "constant_group" and constants:
@@ -335,7 +350,7 @@ def _family_contrasts(data: pd.DataFrame, pairs, constant_rule: str) -> dict:
     by_pair = [p for p in pairs if isinstance(p[1], str)]
     if by_pair:
         stats = [z_of(row(*pair)) for pair in by_pair]
-        p_values = single_step_p_values([s[2] for s in stats], tukey, fit.covariance)
+        p_values = single_step_p_values([s[2] for s in stats], tukey, fit.covariance, settle_at=settle_at)
         # The family (all pairs of the fitted groups) fixes the joint law; the wanted pairs are read off it.
         found.update({pair: (*s, p, fit) for pair, s, p in zip(by_pair, stats, p_values)})
     by_constant = [p for p in pairs if not isinstance(p[1], str)]
@@ -343,7 +358,7 @@ def _family_contrasts(data: pd.DataFrame, pairs, constant_rule: str) -> dict:
         stats = [z_of(row(group, None), float(constant)) for group, constant in by_constant]
         if constant_rule == "single_step":
             family = np.array([row(group, None) for group in dict.fromkeys(g for g, _ in by_constant)])
-            p_values = single_step_p_values([s[2] for s in stats], family, fit.covariance)
+            p_values = single_step_p_values([s[2] for s in stats], family, fit.covariance, settle_at=settle_at)
         else:
             p_values = [tukey_p_value(s[2], max(2, len(fit.groups))) for s in stats]
         found.update({pair: (*s, p, fit) for pair, s, p in zip(by_constant, stats, p_values)})
@@ -363,6 +378,13 @@ def _constant_value(name):
 def _constant_group(data: pd.DataFrame, value: float) -> pd.DataFrame:
     images = data["image"].drop_duplicates()
     return pd.DataFrame({"image": images.to_numpy(), "group": _constant_name(value), "score": float(value)})
+
+
+def fitted_rows(scores: pd.DataFrame) -> pd.DataFrame:
+    """The rows `mixed_model_contrasts` fits: finite scores of the groups with at least two."""
+    data = _validated(scores)
+    counts = data["group"].value_counts()
+    return data[data["group"].isin(counts.index[counts >= 2])]
 
 
 def verdict(estimate: float, p_value: float, *, higher_is_pass: bool = True, alpha: float = 0.05) -> str:

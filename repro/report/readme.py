@@ -63,7 +63,11 @@ def results_section(figures: str | Path) -> str:
     if grade is not None:
         lines.append(f"- fidelity grade: **{grade['headline']}**")
     checks = [(path.name, json.loads(path.read_text())) for path in sorted(figures.glob("reproducibility*.json"))]
-    checks = [(name, check) for name, check in checks if check["results_sha256"] == provenance["results_sha256"]]
+    # a comparison belongs to this publication when every file it compared is this run's (a published
+    # folder holds fewer files than the run's results/)
+    checks = [(name, check) for name, check in checks
+              if check["results_sha256"] and all(provenance["results_sha256"].get(file) == digest
+                                                 for file, digest in check["results_sha256"].items())]
     for name, check in checks:
         lines.append(f"- checked against another run: {check['summary']} (figures/{name})")
     if not checks:

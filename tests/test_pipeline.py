@@ -212,24 +212,33 @@ def test_unchanged_scores_reuse_the_statistics_and_changed_ones_do_not(smoke_run
 
 
 CHECKED_METHODS = ("GRAD", "SG", "XRAI")   # a gradient, seeded noise, XRAI (segmentation tasks on the cluster)
+RETRAINED = ("inception_r2", "unet_r1")   # trained again here: a replicate trained second there, a localizer
 
 
-def test_in_process_from_nothing_gives_the_cluster_run_s_bits(smoke_run, tmp_path):
-    """The SIIM-like half of the smoke run again, from nothing, in this process: every model
-    comes out with the cluster run's weights to the last bit (training is deterministic in any
-    process, and a killed worker changed nothing), the scores are the same bytes, and so are the
-    tables made from them."""
+def test_in_process_gives_the_cluster_run_s_bits(smoke_run, tmp_path):
+    """The SIIM-like half of the smoke run again, in this process, on the session's smoke models
+    (trained once, on the cluster) but two, which are trained here again and come out with the
+    cluster run's weights to the last bit (training is deterministic in any process, a replicate
+    trained alone equals one trained after another in its process, and a killed worker changed
+    nothing); the maps are computed here from nothing, the scores are the same bytes, and so are
+    the tables made from them."""
     import keras
 
     from repro.protocol import KAGGLE_DATASETS
     from repro.statistics.cells import result_cells
     assert smoke_run.killed, "the smoke run's worker was not killed: the fixture did not test anything"
     assert json.loads((smoke_run.run_dir / "provenance.json").read_text())["cluster"] == "local:2"
+    copy_run(smoke_run, tmp_path, parts=("data", "cache", "models"))   # no maps, no results
     experiment = load_experiment("smoke", run_dir=tmp_path, overrides=[
         "data.datasets=[siim]", f"saliency.methods=[{', '.join(CHECKED_METHODS)}]"])
+    for name in RETRAINED:
+        for path in (tmp_path / "models" / "siim").glob(f"{name}.*"):
+            path.unlink()
+    kept = {p: p.stat().st_mtime_ns for p in (tmp_path / "models").rglob("*.keras")}
     report = pipeline.run_all(experiment, progress=False)
     assert report.provenance["cluster"] == "in-process"
-    for name in ("inception_r1", "inception_r2", "densenet", "unet_r1", "unet_r2"):
+    assert {p: p.stat().st_mtime_ns for p in kept} == kept     # the others reused, not trained again
+    for name in RETRAINED:
         ours = keras.models.load_model(tmp_path / "models" / "siim" / f"{name}.keras", compile=False)
         theirs = keras.models.load_model(smoke_run.run_dir / "models" / "siim" / f"{name}.keras", compile=False)
         assert all(np.array_equal(a, b) for a, b in zip(ours.get_weights(), theirs.get_weights())), name

@@ -8,18 +8,32 @@ interrupted (Ctrl-C), 143 terminated (SIGTERM): either way run the same command 
 from __future__ import annotations
 
 import argparse
+import contextlib
 import logging
 import os
 import signal
 import sys
 import threading
+import time
 from pathlib import Path
 
+import yaml
+
 import repro.runtime  # noqa: F401  (TensorFlow's logging settings, before anything starts it)
+from repro import pipeline
+from repro.data.check import check_data, check_roots, format_problems
+from repro.data.contents import format_summary, summarize
+from repro.data.dataset import load_dataset
+from repro.data.phantoms import PhantomConfig, make_phantoms
+from repro.data.preview import preview_grid
+from repro.execution import executor_for
+from repro.experiments import load_experiment, resolved_config
+from repro.io import RunLock
+from repro.models.weights import fetch, pretrained
+from repro.protocol import DATASETS, EXIT_ERROR, EXIT_INTERRUPTED, EXIT_TERMINATED
 
 
 log = logging.getLogger("repro")
-EXIT_ERROR, EXIT_INTERRUPTED, EXIT_TERMINATED = 2, 130, 143   # 128 + SIGINT, 128 + SIGTERM
 
 
 class Terminated(KeyboardInterrupt):
@@ -66,7 +80,6 @@ class _SubParser(_Parser):
 
 
 def build_parser() -> argparse.ArgumentParser:
-    from repro.protocol import DATASETS
     parser = _Parser(prog="repro", description="Reproduction kit for Arun et al. 2021, saliency-map "
                                                "trustworthiness in chest radiographs.")
     parser.add_argument("-v", "--verbose", action="store_true", help="log progress details and show tracebacks")
@@ -190,16 +203,11 @@ def _stop_on_sigterm():
 
 
 def _dataset(args):
-    from repro.data.dataset import load_dataset
     return load_dataset(args.dataset, args.root, args.size, cache_dir=args.cache,
                         split=args.split_csv or "paper", drop_not_normal=not args.keep_not_normal)
 
 
 def _make_phantoms(args) -> None:
-    import time
-
-    from repro.data.phantoms import PhantomConfig, make_phantoms
-    from repro.protocol import DATASETS
     datasets = tuple(_names(args.datasets))
     if not datasets or set(datasets) - set(DATASETS):
         raise ValueError(f"--datasets must list {' and/or '.join(DATASETS)}, got {args.datasets!r}")
@@ -213,17 +221,14 @@ def _make_phantoms(args) -> None:
 
 
 def _summary(args) -> None:
-    from repro.data.summary import format_summary, summarize
     print(format_summary(summarize(_dataset(args))))
 
 
 def _preview(args) -> None:
-    from repro.data.preview import preview_grid
     print(f"wrote {preview_grid(_dataset(args), args.out, n=args.n, seed=args.seed)}")
 
 
 def _experiment(args):
-    from repro.experiments import load_experiment
     return load_experiment(args.experiment, run_dir=args.run_dir, overrides=args.set)
 
 
@@ -235,20 +240,15 @@ def _cluster(args, experiment) -> str | None:
 
 
 def _config(args) -> None:
-    import yaml
-
-    from repro.experiments import resolved_config
     experiment = _experiment(args)
     if not args.check:
         print(yaml.safe_dump(resolved_config(experiment), sort_keys=False, allow_unicode=True), end="")
         return
-    from repro.data.check import check_roots
     print(f"{experiment.name}: the settings are valid (schema, models and their roles, saliency parameters); "
           f"{check_roots(experiment)}")
 
 
 def _weights_fetch(args) -> None:
-    from repro.models.weights import fetch, pretrained
     experiment = _experiment(args)
     if not any(pretrained(experiment).values()):
         print(f"{experiment.name}: no pretrained weights to fetch (every model starts from random weights)")
@@ -259,9 +259,6 @@ def _weights_fetch(args) -> None:
 
 
 def _data_check(args) -> int:
-    from repro.data.check import check_data, format_problems
-    from repro.io import RunLock
-    import contextlib
     experiment = _experiment(args)
     writes = experiment.settings.data.source == "phantoms"     # into the run directory: under its lock
     with RunLock(experiment.layout.lock_file) if writes else contextlib.nullcontext():
@@ -275,9 +272,6 @@ def _data_check(args) -> int:
 
 
 def _train(args) -> None:
-    from repro import pipeline
-    from repro.execution import executor_for
-    from repro.io import RunLock
     experiment = _experiment(args)
     with RunLock(experiment.layout.lock_file), executor_for(_cluster(args, experiment)) as executor:
         pipeline.stage_data(experiment)
@@ -285,9 +279,6 @@ def _train(args) -> None:
 
 
 def _maps(args) -> None:
-    from repro import pipeline
-    from repro.execution import executor_for
-    from repro.io import RunLock
     experiment = _experiment(args)
     methods = experiment.settings.saliency.methods
     if args.methods and set(args.methods) - set(methods):
@@ -301,14 +292,12 @@ def _maps(args) -> None:
 
 
 def _table(args) -> None:
-    from repro import pipeline
     experiment = _experiment(args)
     pipeline.stage_tables(experiment, pipeline.read_cells(experiment), tables=(args.number,))
     print(experiment.layout.result(f"table{args.number}.md").read_text())
 
 
 def _figure(args) -> None:
-    from repro import pipeline
     experiment = _experiment(args)
     scores, cells = pipeline.read_scores(experiment), pipeline.read_cells(experiment)   # before any data is made
     datasets = pipeline.prepare_data(experiment, progress=False)
@@ -317,14 +306,12 @@ def _figure(args) -> None:
 
 
 def _statistics(args) -> None:
-    from repro import pipeline
     experiment = _experiment(args)
     directory = pipeline.export_statistics(experiment, args.export_r)
     print(f"wrote {directory}: refit in R with  Rscript {directory / 'refit.R'} {directory}")
 
 
 def _grade(args) -> None:
-    from repro import pipeline
     experiment = _experiment(args)
     report = pipeline.stage_grade(experiment, pipeline.read_cells(experiment))
     if report is None:
@@ -334,12 +321,10 @@ def _grade(args) -> None:
 
 
 def _report(args) -> None:
-    from repro import pipeline
     print(f"wrote {pipeline.rewrite_report(_experiment(args), compare=args.compare)}")
 
 
 def _all(args) -> int:
-    from repro import pipeline
     experiment = _experiment(args)
     report = pipeline.run_all(experiment, cluster=_cluster(args, experiment))
     provenance = report.provenance

@@ -24,6 +24,9 @@ from typing import Callable
 
 from tqdm.auto import tqdm
 
+from repro.evaluation.maps import compute_chunk, segment_chunk
+from repro.models.records import train_group
+
 log = logging.getLogger(__name__)
 
 ALLOWED_FAILURES = 5        # worker deaths a task may witness before the run gives up on it
@@ -62,7 +65,6 @@ class DaskExecutor:
     # --- the executor's three calls --------------------------------------------------------------
 
     def train(self, context, jobs: list[tuple[str, tuple[str, ...]]], *, progress: bool = True) -> list[dict]:
-        from repro.models.records import train_group
         self._check_shared(context.layout.root)
         futures = [self.client.submit(train_group, context, dataset, names, key=f"train-{dataset}-{names[0]}",
                                       pure=False, resources=self._gpu()) for dataset, names in jobs]
@@ -70,7 +72,6 @@ class DaskExecutor:
                                                  progress) for record in group]
 
     def maps(self, context, tasks, *, progress: bool = True) -> None:
-        from repro.evaluation.maps import compute_chunk, segment_chunk
         self._check_shared(context.layout.root)
         segmenting = {}
         for task in tasks:

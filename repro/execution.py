@@ -17,6 +17,10 @@ from typing import Callable
 
 from tqdm.auto import tqdm
 
+from repro.distributed import DaskExecutor
+from repro.evaluation.maps import compute_in_process, is_done, segment_chunk, xrai_images
+from repro.models.records import train_groups
+
 
 class InProcess:
     """Training and maps in this process (training in fresh child processes with
@@ -32,7 +36,6 @@ class InProcess:
         the training step is traced once per architecture, not once per data set; one per data set
         for the architectures in runtime.training.process_per_dataset (their peak creeps up with
         every model a process trains)."""
-        from repro.models.records import train_groups
         groups: dict[tuple, list] = {}
         for dataset, names in jobs:
             arch = context.models[names[0]].arch
@@ -43,7 +46,6 @@ class InProcess:
         return records
 
     def maps(self, context, tasks, *, progress: bool = True) -> None:
-        from repro.evaluation.maps import compute_in_process
         self.segment(context, tasks)
         compute_in_process(context, tasks, progress=progress)
 
@@ -52,7 +54,6 @@ class InProcess:
         `workers` processes it is done first, each process segmenting a share of the images, into
         the segment cache the maps then read (the same files; images already there are read back).
         Only the images of maps still to compute: a resumed run whose XRAI maps are done starts no process."""
-        from repro.evaluation.maps import is_done, segment_chunk, xrai_images
         if self.workers < 2:
             return
         todo = [task for task in tasks if task.method == "XRAI" and not is_done(context, task)]
@@ -85,5 +86,4 @@ class InProcess:
 def executor_for(cluster: str | None, *, progress: bool = True, workers: int = 1):
     if not cluster:
         return InProcess(workers)
-    from repro.distributed import DaskExecutor
     return DaskExecutor(cluster, progress=progress)

@@ -32,6 +32,7 @@ from repro.io import fingerprint
 from repro.layout import RunLayout
 from repro.protocol import (DATASETS, INCEPTION_STATES, KAGGLE_DATASETS, METHODS, PAPER_METHODS,
                             DatasetSpec)
+from repro.saliency.params import resolve_params
 from repro.versions import CODE_VERSIONS
 
 REPOSITORY = Path(__file__).resolve().parents[1]
@@ -645,7 +646,6 @@ def _inside_project(target: Path, key: str, settings: ExperimentSettings, projec
 
 def _check_saliency_parameters(saliency: Saliency) -> None:
     """Each override names a parameter of its method with a valid value (the presets' checks)."""
-    from repro.saliency.params import resolve_params
     for method, params in saliency.overrides.items():
         try:
             resolve_params(method, saliency.preset, **params)
@@ -655,7 +655,6 @@ def _check_saliency_parameters(saliency: Saliency) -> None:
 
 def resolved_parameters(saliency: Saliency) -> dict[str, dict]:
     """Every selected method's parameters: the preset's, updated with the overrides."""
-    from repro.saliency.params import resolve_params
     return {m: resolve_params(m, saliency.preset, **saliency.overrides.get(m, {})) for m in saliency.methods}
 
 

@@ -62,7 +62,7 @@ def stage_data(experiment: Experiment, *, progress: bool = True) -> dict[str, Da
     the data sets at model resolution, a summary of each and a preview grid."""
     from repro.data.check import check_data
     from repro.data.preview import preview_grid
-    from repro.data.summary import format_summary, summarize
+    from repro.data.contents import format_summary, summarize
     _, line = check_data(experiment, progress=progress)
     if progress:
         print(line)

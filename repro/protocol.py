@@ -1,4 +1,5 @@
-"""The protocol's names, in one place: methods, model states, tests, verdicts and data sets.
+"""The protocol's names, in one place: methods, model states, tests, verdicts, data sets and the
+command line's exit codes.
 
 Every stage imports its names from here, and nothing here imports anything heavier than the
 standard library (importing this module never imports TensorFlow). Adding a data set of the
@@ -84,3 +85,8 @@ KAGGLE_DATASETS = {
 }
 DATASETS = tuple(KAGGLE_DATASETS)
 LOCALIZER_NAMES = {"unet": "U-Net", "retinanet": "RetinaNet"}
+
+# --- exit codes of the `repro` command (repro.cli says what each means) -----------------------------
+
+EXIT_OK, EXIT_ERROR, EXIT_CONTROLS_FAILED = 0, 2, 3
+EXIT_INTERRUPTED, EXIT_TERMINATED = 130, 143   # 128 + SIGINT, 128 + SIGTERM

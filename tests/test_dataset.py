@@ -5,7 +5,7 @@ import pytest
 
 import repro.data.dataset as dataset_module
 from repro.data.dataset import load_dataset
-from repro.data.summary import format_summary, summarize
+from repro.data.contents import format_summary, summarize
 
 
 @pytest.fixture

@@ -296,13 +296,13 @@ def test_in_process_work_spreads_over_processes_and_trains_by_architecture(monke
     data set's to its own where the runtime asks."""
     from types import SimpleNamespace
 
+    from repro import execution
     from repro.execution import InProcess
-    from repro.models import records
     jobs = [(2, 3), (3, 2), (5, 0), (7, 1)]
     assert InProcess(2).map(pow, jobs) == InProcess(1).map(pow, jobs) == [8, 9, 1, 7]
 
     calls = []
-    monkeypatch.setattr(records, "train_groups", lambda context, group, progress: calls.append(group) or [])
+    monkeypatch.setattr(execution, "train_groups", lambda context, group, progress: calls.append(group) or [])
     models = {"r1": SimpleNamespace(arch="inception_v3"), "r2": SimpleNamespace(arch="inception_v3"),
               "dn": SimpleNamespace(arch="densenet121"), "unet": SimpleNamespace(arch="unet")}
     jobs = [("siim", ("r1", "r2")), ("siim", ("dn",)), ("siim", ("unet",)), ("rsna", ("r1", "r2")), ("rsna", ("dn",))]

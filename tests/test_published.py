@@ -1,6 +1,6 @@
 import numpy as np
 
-from repro.protocol import PAPER_METHODS as METHODS, VERDICTS
+from repro.protocol import PAPER_METHODS, VERDICTS
 from repro.report.published import published_cells, published_value
 
 
@@ -12,7 +12,7 @@ def test_shape_of_the_transcription():
                   4: {"Repeatability", "P_Repeat_High", "P_Repeat_Low", "Reproducibility",
                       "P_Reprod_High", "P_Reprod_Low"}}
     for (table, dataset), group in cells.groupby(["table", "dataset"]):
-        for method in METHODS:
+        for method in PAPER_METHODS:
             assert set(group.loc[group.method == method, "column"]) == per_method[table], (table, dataset, method)
     assert len(cells) == 2 * (8 * 3 + 2) + 2 * (8 * 6 + 2) + 2 * (8 * 6) + 4 + 2  # 254 cells
     values = cells[~cells.column.str.startswith("P_")]

@@ -2,7 +2,7 @@
 import numpy as np
 import pytest
 
-from repro.evaluation.scores import (as_uint8, average_mask, edge_control, is_degenerate, oracle_control,
+from repro.evaluation.scores import (as_uint8, average_mask, edge_control, is_all_nan, oracle_control,
                                      paired_ssim, random_pair_baseline, utility)
 from repro.metrics import ssim
 
@@ -30,7 +30,7 @@ def test_degenerate_maps_score_nan_and_are_found():
     noise[2] = np.nan
     scores = utility(masks, noise)
     assert np.isnan(scores["auprc"][2]) and np.isfinite(np.delete(scores["auprc"], 2)).all()
-    np.testing.assert_array_equal(is_degenerate(noise), [False, False, True, False, False, False])
+    np.testing.assert_array_equal(is_all_nan(noise), [False, False, True, False, False, False])
     assert np.isnan(paired_ssim(noise, noise)[2])
 
 

@@ -25,7 +25,8 @@ from tqdm.auto import tqdm
 from repro.data import rsna, siim
 from repro.data.dicom import DicomError, read_dicom
 from repro.data.splits import paper_split_lists, read_split_csv
-from repro.data.tables import read_label_csv
+from repro.data.labels import read_label_csv
+from repro.data.prepare import ensure_phantoms
 from repro.protocol import KAGGLE_DATASETS
 
 SAMPLE = 16          # DICOMs decoded per data set
@@ -293,7 +294,6 @@ def check_data(experiment, *, sample: int = SAMPLE, progress: bool = True, raise
     if experiment.settings.data.source == "folder":
         return {}, "data check: a folder of your own is checked file by file as it loads"
     if experiment.settings.data.source == "phantoms":
-        from repro.data.prepare import ensure_phantoms
         ensure_phantoms(experiment, progress=progress)
     checks = check_experiment(experiment, sample=sample, progress=progress)
     problems = format_problems(checks)

@@ -28,7 +28,7 @@ from tqdm.auto import tqdm
 from repro.data import rsna, siim
 from repro.data.dicom import read_dicom
 from repro.data.splits import paper_split_lists, read_split_csv
-from repro.data.tables import read_label_csv
+from repro.data.labels import read_label_csv
 from repro.io import write_npz
 from repro.protocol import KAGGLE_DATASETS
 

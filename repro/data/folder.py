@@ -23,7 +23,7 @@ from repro.data.dicom import read_dicom
 from repro.data.ids import check_id
 from repro.data.rsna import BOX, box_problem, boxes_to_mask
 from repro.data.splits import _SPLIT_ALIASES
-from repro.data.tables import read_label_csv
+from repro.data.labels import read_label_csv
 
 IMAGE_SUFFIXES = (".png", ".jpg", ".jpeg", ".dcm")
 CACHE_VERSION = 1

@@ -11,6 +11,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from repro.data.dataset import Dataset, load_dataset
+from repro.data.folder import load_folder_dataset
 from repro.data.phantoms import PhantomConfig, make_phantoms
 from repro.experiments import Experiment, SplitFractions
 from repro.io import read_json_object, write_json
@@ -31,7 +32,6 @@ class DataSource:
 
     def load(self, *, progress: bool = True) -> Dataset:
         if self.folder is not None:
-            from repro.data.folder import load_folder_dataset
             return load_folder_dataset(self.name, self.root, self.size, self.folder, cache_dir=self.cache_dir,
                                        split=self.split, progress=progress)
         return load_dataset(self.name, self.root, self.size, cache_dir=self.cache_dir, split=self.split,

@@ -18,7 +18,7 @@ import numpy as np
 import pandas as pd
 
 from repro.data.ids import check_id
-from repro.data.tables import read_label_csv
+from repro.data.labels import read_label_csv
 
 log = logging.getLogger(__name__)
 

@@ -16,7 +16,7 @@ from pathlib import Path
 import numpy as np
 
 from repro.data.ids import check_id
-from repro.data.tables import read_label_csv
+from repro.data.labels import read_label_csv
 
 
 class RLEError(ValueError):

@@ -18,6 +18,8 @@ from repro.evaluation.plan import INPUT_RANGE, LOCALIZER, MapTask
 from repro.evaluation.selection import indices_of
 from repro.experiments import Cascade, ModelSpec, Runtime, Saliency
 from repro.layout import RunLayout
+from repro.runtime import configure
+from repro.saliency.segments import SegmentCache
 from repro.saliency.store import MapStore
 
 
@@ -78,7 +80,6 @@ def compute_chunk(context: MapContext, task: MapTask) -> int:
 def segment_chunk(context: MapContext, dataset_name: str, image_ids: tuple[str, ...]) -> int:
     """XRAI's segments of some images, into the run's segment cache (numpy work on one core: no
     model, no TensorFlow, so that any process can do it beside the ones that compute maps)."""
-    from repro.saliency.segments import SegmentCache
     dataset = context.data[dataset_name].load(progress=False)
     cache = SegmentCache(context.layout.segments_dir(dataset_name))
     for image in dataset.model_inputs(indices_of(dataset, image_ids)):
@@ -113,7 +114,6 @@ def compute_in_process(context: MapContext, tasks: list[MapTask], *, progress: b
 def _resident(context: MapContext) -> _Resident:
     """This process's resident state for the run (one per run directory)."""
     from repro.models.resident import ResidentModels
-    from repro.runtime import configure
     key = hash((str(context.layout.root), tuple(sorted(context.models))))
     if key not in _RESIDENT:
         configure(deterministic=context.runtime.deterministic, threads=context.runtime.threads)
@@ -130,7 +130,6 @@ def _dataset(context: MapContext, resident: _Resident, name: str):
 
 
 def _segments(context: MapContext, resident: _Resident, name: str):
-    from repro.saliency import SegmentCache
     if name not in resident.segments:
         resident.segments[name] = SegmentCache(context.layout.segments_dir(name))
     return resident.segments[name]

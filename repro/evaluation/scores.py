@@ -77,8 +77,9 @@ def as_uint8(maps: np.ndarray) -> np.ndarray:
     return np.round(np.clip(maps, 0.0, 1.0) * 255.0).astype(np.uint8)
 
 
-def is_degenerate(maps: np.ndarray) -> np.ndarray:
-    """(N,) bool: maps that are all NaN (how repro.saliency marks degenerate maps)."""
+def is_all_nan(maps: np.ndarray) -> np.ndarray:
+    """(N,) bool: maps that are all NaN, as repro.saliency stores a degenerate map (its own
+    is_degenerate also finds constant or non-finite maps before they are post-processed)."""
     flat = np.asarray(maps, dtype=np.float64).reshape(len(maps), -1)
     return np.isnan(flat).all(axis=1)
 

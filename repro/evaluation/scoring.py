@@ -24,7 +24,7 @@ import numpy as np
 import pandas as pd
 
 from repro.evaluation.plan import LOCALIZER
-from repro.evaluation.scores import (as_uint8, edge_control, is_degenerate, oracle_control, paired_ssim,
+from repro.evaluation.scores import (as_uint8, edge_control, is_all_nan, oracle_control, paired_ssim,
                                      random_pair_baseline, utility)
 from repro.evaluation.selection import ImageSelection
 from repro.experiments import Evaluation, Roles
@@ -44,7 +44,7 @@ class Degenerate:
     maps: dict[str, dict[str, int]] = field(default_factory=dict)     # method -> "model/state" -> count
 
     def count(self, method: str, model: str, state: str, maps: np.ndarray) -> None:
-        found = int(is_degenerate(maps).sum())
+        found = int(is_all_nan(maps).sum())
         if found:   # the same maps are met by several tests: keep the largest count
             counts = self.maps.setdefault(method, {})
             counts[f"{model}/{state}"] = max(found, counts.get(f"{model}/{state}", 0))

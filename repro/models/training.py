@@ -60,6 +60,7 @@ from repro.io import read_json_object, sha256_file, write_json, write_npz  # noq
 from repro.layout import RunLayout  # noqa: E402
 from repro.models.augment import augment  # noqa: E402
 from repro.models.batchnorm import recalibrate_batchnorm  # noqa: E402
+from repro.models.files import load_file_model  # noqa: E402
 from repro.models.records import _notice, finished_record, model_fingerprint  # noqa: E402
 from repro.models.tasks import TASKS, Task  # noqa: E402
 from repro.runtime import give_back_memory  # noqa: E402
@@ -70,7 +71,6 @@ def load_trained_model(layout: RunLayout, dataset: str, spec: ModelSpec, *, size
     """A finished model of the run, for inference (not compiled); a user's model from its file
     (at `size` pixels when its input size is free)."""
     if spec.file is not None:
-        from repro.models.files import load_file_model
         return load_file_model(spec, size)
     path = layout.model_file(dataset, spec.name)
     if not layout.model_record(dataset, spec.name).is_file():

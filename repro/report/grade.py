@@ -27,7 +27,7 @@ import pandas as pd
 from scipy.stats import spearmanr
 
 from repro.io import write_json, write_text
-from repro.protocol import KAGGLE_DATASETS, NOT_MEASURED, PAPER_METHODS as METHODS
+from repro.protocol import KAGGLE_DATASETS, NOT_MEASURED, PAPER_METHODS
 from repro.report.published import published_cells
 from repro.report.summary import localizers_below_avg
 
@@ -82,10 +82,10 @@ def rank_correlations(ours: pd.DataFrame, published: pd.DataFrame | None = None)
     rows = []
     for (table, dataset, column), paper in published[~published["column"].str.startswith("P_")].groupby(
             ["table", "dataset", "column"]):
-        paper = paper[paper["method"].isin(METHODS)].set_index("method")["mean"]
+        paper = paper[paper["method"].isin(PAPER_METHODS)].set_index("method")["mean"]
         mine = ours[(ours["table"] == table) & (ours["dataset"] == dataset) & (ours["column"] == column)]
-        mine = mine[mine["method"].isin(METHODS)].set_index("method")["mean"]
-        common = [m for m in METHODS if m in paper.index and m in mine.index]
+        mine = mine[mine["method"].isin(PAPER_METHODS)].set_index("method")["mean"]
+        common = [m for m in PAPER_METHODS if m in paper.index and m in mine.index]
         rho = spearmanr(paper[common], mine[common]).statistic if len(common) >= 3 else np.nan
         rows.append({"table": table, "dataset": dataset, "criterion": column, "methods": len(common),
                      "spearman_rho": float(rho)})
@@ -103,14 +103,14 @@ class Finding:
     localizer_of: str | None = None   # the data set whose localization network the claim compares with
 
 
-def _means(cells, table, dataset, column, methods=METHODS) -> pd.Series | None:
+def _means(cells, table, dataset, column, methods=PAPER_METHODS) -> pd.Series | None:
     rows = cells[(cells["table"] == table) & (cells["dataset"] == dataset) & (cells["column"] == column)
                  & cells["method"].isin(methods)]
     means = rows.set_index("method")["mean"].dropna()
     return means if len(means) == len(methods) else None
 
 
-def _verdicts(cells, table, dataset, column, methods=METHODS) -> pd.Series | None:
+def _verdicts(cells, table, dataset, column, methods=PAPER_METHODS) -> pd.Series | None:
     rows = cells[(cells["table"] == table) & (cells["dataset"] == dataset) & (cells["column"] == column)
                  & cells["method"].isin(methods)]
     verdicts = rows.set_index("method")["verdict"]
@@ -126,7 +126,7 @@ def _best(table, column, best="XRAI", lowest=False):
     return check
 
 
-def _all_verdicts(table, column, verdict, methods=METHODS):
+def _all_verdicts(table, column, verdict, methods=PAPER_METHODS):
     def check(cells, dataset):
         verdicts = _verdicts(cells, table, dataset, column, methods)
         return None if verdicts is None else bool((verdicts == verdict).all())

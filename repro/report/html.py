@@ -31,12 +31,14 @@ import numpy as np
 import pandas as pd
 from tqdm.auto import tqdm
 
+from repro.evaluation.scores import edge_control, oracle_control
 from repro.io import atomic_folder, write_text
 from repro.protocol import AVG, CONTROLS, FAIL, LOW, NOT_MEASURED, ORIGINAL, PASS, STATE_LABELS, UNCERTAIN
 from repro.report.summary import (NEAR_CHANCE, VERDICT_COLUMNS, RunReport, check_controls, localizers_below_avg,
                                   near_chance)
 from repro.report.tables import LAYOUT, MARKERS, format_cell, note
 from repro.report.thumbnails import map_thumbnail, radiograph_thumbnail
+from repro.saliency.store import MapStore
 
 LOCALIZER = "LOCALIZER"        # the method name of a localization network's own map (repro.evaluation.plan)
 TEMPLATES = Path(__file__).with_name("templates")
@@ -474,7 +476,6 @@ class _Report:
     def _map(self, dataset, model, state, method, image, prefix) -> Thumb:
         path = f"maps/{dataset}/{model}/{state}/{method}/{image}.jpg"
         if path not in self.written:
-            from repro.saliency.store import MapStore
             plan = self.plans[dataset]
             try:
                 fingerprint = plan.fingerprint(model, state, method)
@@ -492,7 +493,6 @@ class _Report:
     def _control(self, dataset, group, image, prefix) -> Thumb:
         path = f"controls/{dataset}/{group}/{image}.jpg"
         if path not in self.written:
-            from repro.evaluation.scores import edge_control, oracle_control
             data = self.datasets[dataset]
             index = self._index(dataset, image)
             if group == "EDGE":

@@ -9,11 +9,8 @@ from dataclasses import dataclass, field
 
 import pandas as pd
 
-from repro.protocol import AVG, CONTROLS, FAIL, LOCALIZER_NAMES, NOT_MEASURED, PASS
+from repro.protocol import AVG, CONTROLS, EXIT_CONTROLS_FAILED, EXIT_OK, FAIL, LOCALIZER_NAMES, NOT_MEASURED, PASS
 from repro.report.tables import FRAGILE, MARKERS
-
-# Exit codes of `repro all` (the README and repro.cli say what each means).
-EXIT_OK, EXIT_ERROR, EXIT_CONTROLS_FAILED = 0, 2, 3
 
 # The verdict columns of the summary: (table, cell column, heading). Table 3 holds utility by AUPRC,
 # the paper's utility metric.

@@ -96,9 +96,10 @@ def measure_scaling(args) -> dict:
         shutil.rmtree(experiment.layout.root / "maps", ignore_errors=True)
         started = time.perf_counter()
         if label == "in-process":
-            from repro.evaluation.maps import compute_in_process, forget_resident
+            from repro.evaluation.maps import compute_in_process
+            from repro.worker import WORKER
             compute_in_process(context, tasks, progress=False)
-            forget_resident()
+            WORKER.release("maps")
             stream = None
         else:
             from distributed import get_task_stream
@@ -294,7 +295,7 @@ def radiographs(phantoms: int) -> np.ndarray:
     phantoms, read and resized by the data stage's own functions."""
     from pydicom.data import get_testdata_file
 
-    from repro.data.dataset import _resize
+    from repro.data.dataset import resize_image
     from repro.data.dicom import read_dicom
     from repro.data.phantoms import PhantomConfig, make_phantoms
     chest = get_testdata_file("RG1_UNCR.dcm")
@@ -305,7 +306,7 @@ def radiographs(phantoms: int) -> np.ndarray:
     if phantoms:
         roots = make_phantoms(work, phantoms, 0, config=PhantomConfig(size=1024, format="release"), progress=False)
         paths += sorted((roots["siim"] / "dicom-images-train").rglob("*.dcm"))
-    images = np.stack([_resize(read_dicom(path), 320) for path in paths])
+    images = np.stack([resize_image(read_dicom(path), 320) for path in paths])
     shutil.rmtree(work, ignore_errors=True)
     return images
 

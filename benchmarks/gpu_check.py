@@ -116,14 +116,14 @@ def _images(size: int, n: int) -> np.ndarray:
     """Radiograph-like inputs: release-format phantoms read and resized as the data stage does."""
     import tempfile
 
-    from repro.data.dataset import _resize
+    from repro.data.dataset import resize_image
     from repro.data.dicom import read_dicom
     from repro.data.phantoms import PhantomConfig, make_phantoms
     with tempfile.TemporaryDirectory() as work:
         roots = make_phantoms(work, n, 0, datasets=("siim",), progress=False,
                               config=PhantomConfig(size=max(256, size), format="release"))
         paths = sorted((roots["siim"] / "dicom-images-train").rglob("*.dcm"))
-        pixels = np.stack([_resize(read_dicom(p), size) for p in paths])
+        pixels = np.stack([resize_image(read_dicom(p), size) for p in paths])
     return (pixels * 255.0)[..., None].repeat(3, axis=-1).astype(np.float32)
 
 

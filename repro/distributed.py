@@ -25,7 +25,7 @@ from typing import Callable
 from tqdm.auto import tqdm
 
 from repro.evaluation.maps import compute_chunk, segment_chunk
-from repro.models.records import train_group
+from repro.models.jobs import train_group
 
 log = logging.getLogger(__name__)
 

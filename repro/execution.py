@@ -11,7 +11,6 @@ from __future__ import annotations
 
 import contextlib
 import multiprocessing
-import sys
 from concurrent.futures import ProcessPoolExecutor
 from typing import Callable
 
@@ -19,7 +18,8 @@ from tqdm.auto import tqdm
 
 from repro.distributed import DaskExecutor
 from repro.evaluation.maps import compute_in_process, is_done, segment_chunk, xrai_images
-from repro.models.records import train_groups
+from repro.models.jobs import train_groups
+from repro.worker import WORKER
 
 
 class InProcess:
@@ -41,8 +41,7 @@ class InProcess:
             arch = context.models[names[0]].arch
             groups.setdefault((arch, dataset) if arch in context.process_per_dataset else (arch,), []).append((dataset, names))
         records = [record for group in groups.values() for record in train_groups(context, group, progress=progress)]
-        if "repro.models.training" in sys.modules:     # this process trained: free what it holds
-            sys.modules["repro.models.training"].release_models()
+        WORKER.release("training")     # what this process trained: the maps stage wants the memory
         return records
 
     def maps(self, context, tasks, *, progress: bool = True) -> None:

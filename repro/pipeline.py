@@ -36,6 +36,7 @@ from repro.runtime import give_back_memory
 from repro.statistics.cells import ModelChoice, PostHoc, pair_label, result_cells
 from repro.statistics.stability import verdict_stability
 from repro.versions import CODE_VERSIONS
+from repro.worker import WORKER
 
 log = logging.getLogger(__name__)
 
@@ -91,7 +92,7 @@ def train_jobs(experiment: Experiment, *, only: str | None = None) -> list[tuple
 
 
 def train_context(experiment: Experiment):
-    from repro.models.records import TrainContext
+    from repro.models.jobs import TrainContext
     archs = {spec.arch for spec in experiment.models.values() if spec.file is None}
     runtime = experiment.settings.runtime
     weights_dir = None if runtime.weights_dir is None else str(experiment.resolve(runtime.weights_dir))
@@ -445,8 +446,7 @@ def _run_stages(experiment: Experiment, clock: StageClock, cluster: str | None, 
             say("maps")
             datasets = prepare_data(experiment, progress=False)   # from the cache: half a second
             plans = stage_maps(experiment, datasets, executor, progress=progress)
-        from repro.evaluation.maps import forget_resident
-        forget_resident()   # the driver's models and graphs are not needed past this point
+        WORKER.release("maps")   # the driver's models and graphs are not needed past this point
         with clock.stage("scores"):
             say("scores")
             scores = stage_scores(experiment, datasets, plans, executor)

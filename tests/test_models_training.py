@@ -14,6 +14,7 @@ from repro.experiments import ModelSpec, TrainSettings
 from repro.layout import RunLayout
 from repro.models import records, training
 from repro.models.tasks import SegmentationTask
+from repro.worker import WORKER
 
 SIZE = 80
 UNET = ModelSpec("unet_r1", "unet", seed=1, settings={"depth": 2, "width": 4})
@@ -246,15 +247,15 @@ def test_replicates_trained_one_after_another_equal_replicates_trained_alone(tmp
     second = replace(UNET, name="unet_r2", seed=2)
     together = RunLayout(tmp_path / "together")
     train(together, UNET, settings)
-    compiled = training._HELD.model
+    compiled = WORKER.training.model
     cleared = []
     clear_caches = context.pywrap_tfe.TFE_ContextClearCaches
     monkeypatch.setattr(context.pywrap_tfe, "TFE_ContextClearCaches",
                         lambda handle: (cleared.append(handle), clear_caches(handle)))
     train(together, second, settings)
     monkeypatch.undo()
-    assert training._HELD.model is compiled and not cleared      # reused, not built again, kernels kept
-    training.release_models()
+    assert WORKER.training.model is compiled and not cleared      # reused, not built again, kernels kept
+    WORKER.release("training")
     alone = RunLayout(tmp_path / "alone")
     train(alone, second, settings)
     a = training.load_trained_weights(together, "siim", second)

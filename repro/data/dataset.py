@@ -56,7 +56,7 @@ class KaggleReader:
 READERS = {
     "siim": KaggleReader(
         records=lambda root, drop_not_normal: siim.load_siim_records(root),
-        mask=lambda record, shape, size: _resize_mask(siim.decode_record_mask(record, *shape), size)),
+        mask=lambda record, shape, size: resize_mask(siim.decode_record_mask(record, *shape), size)),
     "rsna": KaggleReader(
         records=lambda root, drop_not_normal: rsna.load_rsna_records(root, drop_not_normal=drop_not_normal),
         mask=lambda record, shape, size: rsna.boxes_to_mask(record.boxes, shape, size,
@@ -208,10 +208,10 @@ def _decode_chunk(name: str, size: int, records: list, evidence_rles: list[str] 
     evidence = None if evidence_rles is None else np.zeros((n, size, size), dtype=bool)
     for i, record in enumerate(records):
         pixels = read_dicom(record.dicom_path)
-        images[i] = to_grey_levels(_resize(pixels, size))
+        images[i] = to_grey_levels(resize_image(pixels, size))
         masks[i] = READERS[name].mask(record, pixels.shape, size)
         if evidence is not None:
-            evidence[i] = _resize_mask(siim.rle_decode(evidence_rles[i], *pixels.shape,
+            evidence[i] = resize_mask(siim.rle_decode(evidence_rles[i], *pixels.shape,
                                                        where=f"{TRUTH_CSV}: {record.image_id}"), size)
     return images, masks, evidence
 
@@ -235,17 +235,17 @@ def to_grey_levels(image: np.ndarray) -> np.ndarray:
     return np.round(np.clip(image, 0.0, 1.0) * GREY_LEVELS).astype(np.uint16)
 
 
-def _resize(image: np.ndarray, size: int) -> np.ndarray:
+def resize_image(image: np.ndarray, size: int) -> np.ndarray:
     if image.shape == (size, size):
         return image
     return resize(image, (size, size), order=1, anti_aliasing=True, preserve_range=True)
 
 
-def _resize_mask(mask: np.ndarray, size: int) -> np.ndarray:
+def resize_mask(mask: np.ndarray, size: int) -> np.ndarray:
     """Area-weighted downsampling, then a pixel is in the mask when at least half of it was."""
     if mask.shape == (size, size):
         return mask
-    return _resize(mask.astype(np.float32), size) >= 0.5
+    return resize_image(mask.astype(np.float32), size) >= 0.5
 
 
 def _read_truth(root: Path) -> dict[str, dict[str, str]] | None:

@@ -18,11 +18,11 @@ import numpy as np
 from skimage import io as skio
 from tqdm.auto import tqdm
 
-from repro.data.dataset import Dataset, _resize, _resize_mask, cached, source_fingerprint, split_of, to_grey_levels
+from repro.data.dataset import Dataset, cached, resize_image, resize_mask, source_fingerprint, split_of, to_grey_levels
 from repro.data.dicom import read_dicom
 from repro.data.ids import check_id
 from repro.data.rsna import BOX, box_problem, boxes_to_mask
-from repro.data.splits import _SPLIT_ALIASES
+from repro.data.splits import SPLIT_ALIASES
 from repro.data.labels import read_label_csv
 
 IMAGE_SUFFIXES = (".png", ".jpg", ".jpeg", ".dcm")
@@ -71,12 +71,12 @@ def load_folder_dataset(name: str, root, size: int, folder, *, cache_dir, split=
         masks_out = np.zeros((len(ids), size, size), dtype=bool)
         for i, path in enumerate(tqdm(paths, desc=f"decoding {name} images", disable=None if progress else True)):
             pixels = _read_image(path)
-            images[i] = to_grey_levels(_resize(pixels, size))
+            images[i] = to_grey_levels(resize_image(pixels, size))
             if folder.masks and labels[i]:
                 mask = _read_image(root / folder.masks / f"{ids[i]}.png") > 0
                 if mask.shape != pixels.shape:
                     raise ValueError(f"{root / folder.masks / ids[i]}.png: mask is {mask.shape}, image {pixels.shape}")
-                masks_out[i] = _resize_mask(mask, size)
+                masks_out[i] = resize_mask(mask, size)
             elif boxes is not None:
                 masks_out[i] = boxes_to_mask(boxes.get(ids[i], ()), pixels.shape, size, where=f"image {ids[i]}")
         if isinstance(split, dict):
@@ -125,7 +125,7 @@ def _read_boxes(path: Path, ids: set[str]) -> dict[str, list[tuple[float, float,
 def _split_column(table, path: Path, ids: list[str]) -> dict[str, tuple[str, int]]:
     split, counts = {}, {}
     for image_id, value, row in zip(ids, table["split"], table["row"]):
-        name = _SPLIT_ALIASES.get(value.lower())
+        name = SPLIT_ALIASES.get(value.lower())
         if name is None:
             raise ValueError(f"{path}: row {row}: split {value!r} is not one of train, val, test")
         split[image_id] = (name, counts.get(name, 0))

@@ -18,7 +18,7 @@ from sklearn.model_selection import train_test_split
 from repro.data.labels import read_label_csv
 
 SPLITS = ("train", "val", "test")
-_SPLIT_ALIASES = {"train": "train", "training": "train", "val": "val", "valid": "val",
+SPLIT_ALIASES = {"train": "train", "training": "train", "val": "val", "valid": "val",
                   "validation": "val", "test": "test", "testing": "test"}
 
 
@@ -57,7 +57,7 @@ def read_split_csv(path: str | Path, ids) -> dict[str, list[str]]:
     seen: set[str] = set()
     for image_id, value, row in zip(table["Image_ID"], table["Split"], table["row"]):
         image_id = re.sub(r"\.(dcm|png|jpe?g)$", "", image_id, flags=re.IGNORECASE)
-        name = _SPLIT_ALIASES.get(value.lower())
+        name = SPLIT_ALIASES.get(value.lower())
         if name is None:
             raise ValueError(f"{path}: row {row}: Split {value!r} is not one of train, val, test")
         if image_id in seen:

@@ -21,6 +21,7 @@ from repro.layout import RunLayout
 from repro.runtime import configure
 from repro.saliency.segments import SegmentCache
 from repro.saliency.store import MapStore
+from repro.worker import WORKER
 
 
 @dataclass(frozen=True)
@@ -35,14 +36,13 @@ class MapContext:
 
 
 @dataclass
-class _Resident:
-    """What one process keeps between chunks: data sets, models, segment caches."""
+class Resident:
+    """What one process keeps between chunks of one run: data sets, models, segment caches
+    (held in repro.worker.WORKER.maps; WORKER.release("maps") lets go of them)."""
+    run: int                   # which run directory and models they are for
+    models: object             # repro.models.resident.ResidentModels
     datasets: dict = field(default_factory=dict)
-    models: object = None
     segments: dict = field(default_factory=dict)
-
-
-_RESIDENT: dict[int, _Resident] = {}
 
 
 def store_of(layout: RunLayout, dataset: str) -> MapStore:
@@ -63,7 +63,7 @@ def compute_chunk(context: MapContext, task: MapTask) -> int:
     from repro.saliency import saliency_maps
     dataset = _dataset(context, resident, task.dataset)
     images = dataset.model_inputs(indices_of(dataset, task.image_ids))
-    model = resident.models.get(task.dataset, task.model, task.state)
+    model = resident.models.in_state(task.dataset, task.model, task.state)
     if task.method == LOCALIZER:
         maps = localizer_maps(model, images, context.models[task.model].arch)
     else:
@@ -111,30 +111,26 @@ def compute_in_process(context: MapContext, tasks: list[MapTask], *, progress: b
     return written
 
 
-def _resident(context: MapContext) -> _Resident:
-    """This process's resident state for the run (one per run directory)."""
+def _resident(context: MapContext) -> Resident:
+    """This process's resident state for the run (one run at a time per process)."""
     from repro.models.resident import ResidentModels
-    key = hash((str(context.layout.root), tuple(sorted(context.models))))
-    if key not in _RESIDENT:
+    run = hash((str(context.layout.root), tuple(sorted(context.models))))
+    if WORKER.maps is None or WORKER.maps.run != run:
         configure(deterministic=context.runtime.deterministic, threads=context.runtime.threads)
-        _RESIDENT.clear()   # one run at a time per process: free the previous run's models
-        _RESIDENT[key] = _Resident(models=ResidentModels(
+        WORKER.release("maps")   # free the previous run's models before loading this one's
+        WORKER.maps = Resident(run, ResidentModels(
             context.layout, context.models, context.cascade, {name: d.size for name, d in context.data.items()}))
-    return _RESIDENT[key]
+    return WORKER.maps
 
 
-def _dataset(context: MapContext, resident: _Resident, name: str):
+def _dataset(context: MapContext, resident: Resident, name: str):
     if name not in resident.datasets:
         resident.datasets[name] = context.data[name].load(progress=False)
     return resident.datasets[name]
 
 
-def _segments(context: MapContext, resident: _Resident, name: str):
+def _segments(context: MapContext, resident: Resident, name: str):
     if name not in resident.segments:
         resident.segments[name] = SegmentCache(context.layout.segments_dir(name))
     return resident.segments[name]
 
-
-def forget_resident() -> None:
-    """Drop this process's models and data (tests, and the driver after its maps are done)."""
-    _RESIDENT.clear()

@@ -8,6 +8,8 @@ Import from the modules (each loads only what it needs):
   localizers.py   per-pixel maps of those baselines (what the utility and SSIM tests score)
   batchnorm.py    recalibrate_batchnorm, run before every evaluation and before saving
   cascade.py      the states of the model randomization test, as weights
+  records.py      what a model is made from (its fingerprint), whether a finished one can be reused
+  jobs.py         the units of training work (TrainContext, train_group), in any process
   training.py     train_model: one model, resumably, tied to its settings and data
   resident.py     trained models held by a process for the saliency stage, one per architecture
 """

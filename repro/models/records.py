@@ -1,15 +1,13 @@
 """What a trained model is made from, and whether a finished one can be reused; without TensorFlow.
 
-The driver of a cluster run plans the work with these (fingerprints, finished records, the picklable
-TrainContext and train_group) without importing TensorFlow: only the processes that train or compute
-maps do (repro.models.training). See repro.models.training for the files a finished model has.
+The driver of a cluster run plans the work with these (fingerprints, finished records) and with
+repro.models.jobs (the picklable TrainContext and the units of training work) without importing
+TensorFlow: only the processes that train or compute maps do (repro.models.training). See
+repro.models.training for the files a finished model has.
 """
 from __future__ import annotations
 
 import logging
-import multiprocessing
-from concurrent.futures import ProcessPoolExecutor
-from dataclasses import dataclass
 
 from repro.experiments import ModelSpec, TrainSettings
 from repro.io import fingerprint, read_json_object, sha256_file
@@ -39,7 +37,7 @@ def finished_record(layout: RunLayout, dataset: str, name: str, wanted: str) -> 
     damaged: the last two said once, as the model is trained again)."""
     record, reason = _finished(layout, dataset, name, wanted)
     if reason is not None:
-        _notice(f"{dataset}/{name}: {reason}: training it again")
+        notice(f"{dataset}/{name}: {reason}: training it again")
     return record
 
 
@@ -76,55 +74,6 @@ def _finished(layout: RunLayout, dataset: str, name: str, wanted: str) -> tuple[
     return record, None
 
 
-def _notice(message: str) -> None:
+def notice(message: str) -> None:
     """A one-line notice the user sees whatever the log level: stale or damaged files being rebuilt."""
     log.warning(message)
-
-
-@dataclass(frozen=True)
-class TrainContext:
-    """What any process needs to train an experiment's models (picklable, for worker processes)."""
-    layout: RunLayout
-    data: dict            # data set name -> repro.data.prepare.DataSource
-    models: dict          # model name -> ModelSpec
-    settings: dict        # architecture -> TrainSettings
-    deterministic: bool
-    threads: int | None
-    isolated: bool = False   # training in fresh processes (runtime.training.isolated)
-    process_per_dataset: tuple[str, ...] = ()   # architectures with one such process per data set
-    weights_dir: str | None = None   # pretrained weights read from here (runtime.weights_dir, resolved)
-
-
-def train_group(context: TrainContext, dataset: str, names: tuple[str, ...], *, progress: bool = False) -> list[dict]:
-    """Train (or reuse) some models of one data set, in order, and return their records: one unit
-    of training work, in any process (a Dask task)."""
-    return train_groups(context, [(dataset, names)], progress=progress)
-
-
-def train_groups(context: TrainContext, jobs: list[tuple[str, tuple[str, ...]]], *,
-                 progress: bool = False) -> list[dict]:
-    """Train (or reuse) the models of several (data set, models) jobs, in order, in one process:
-    models of one architecture trained one after another share its traced training step
-    (repro.models.training), across data sets too, when their input size and settings agree.
-    TensorFlow is imported where the models train, not where the job is made; with
-    `context.isolated` that is a fresh process (spawned, so it starts clean) that exits
-    afterwards, giving its memory back."""
-    jobs = [(dataset, tuple(names)) for dataset, names in jobs]
-    if context.isolated:
-        with ProcessPoolExecutor(max_workers=1, mp_context=multiprocessing.get_context("spawn")) as pool:
-            return pool.submit(_train_here, context, jobs, progress).result()
-    return _train_here(context, jobs, progress)
-
-
-def _train_here(context: TrainContext, jobs: list[tuple[str, tuple[str, ...]]], progress: bool) -> list[dict]:
-    from repro.models.weights import use_weights_dir
-    from repro.runtime import configure
-    configure(deterministic=context.deterministic, threads=context.threads)
-    use_weights_dir(context.weights_dir)
-    from repro.models.training import make_task, train_model
-    records = []
-    for dataset, names in jobs:
-        data = context.data[dataset].load(progress=False)   # one data set held at a time
-        records += [train_model(make_task(context.models[name], context.settings[context.models[name].arch], data),
-                                data, context.layout, name, progress=progress) for name in names]
-    return records

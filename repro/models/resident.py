@@ -33,9 +33,10 @@ class ResidentModels:
         self._weights: collections.OrderedDict[tuple, list[np.ndarray]] = collections.OrderedDict()
         self._fresh: tuple[tuple, dict] = ((), {})   # (dataset, model) -> its cascade's fresh values
 
-    def get(self, dataset: str, name: str, state: str = ORIGINAL) -> keras.Model:
-        """The model `name` of `dataset` with the weights of `state` (the working copy: valid until
-        the next call)."""
+    def in_state(self, dataset: str, name: str, state: str = ORIGINAL) -> keras.Model:
+        """The working model of `name`'s architecture with the weights of `name` of `dataset` in
+        `state` loaded into it. The working model is shared: the next call may load other weights
+        into the same object, so use it before asking for another."""
         trained, key = self._trained(dataset, name)
         model = self._working[key]
         if self._loaded.get(key) != (dataset, name, state):

@@ -61,9 +61,10 @@ from repro.layout import RunLayout  # noqa: E402
 from repro.models.augment import augment  # noqa: E402
 from repro.models.batchnorm import recalibrate_batchnorm  # noqa: E402
 from repro.models.files import load_file_model  # noqa: E402
-from repro.models.records import _notice, finished_record, model_fingerprint  # noqa: E402
+from repro.models.records import finished_record, model_fingerprint, notice  # noqa: E402
 from repro.models.tasks import TASKS, Task  # noqa: E402
 from repro.runtime import give_back_memory  # noqa: E402
+from repro.worker import WORKER  # noqa: E402
 
 log = logging.getLogger(__name__)
 
@@ -112,7 +113,7 @@ def train_model(task: Task, dataset: Dataset, layout: RunLayout, name: str, *, p
         metrics, finished = _train_attempt(attempt, dataset, work, state, name, progress)
         if not _restart_wanted(task, state, metrics):
             break
-        _notice(f"{label}: best validation {task.monitor} {_format(metrics['val'][task.monitor])} after "
+        notice(f"{label}: best validation {task.monitor} {_format(metrics['val'][task.monitor])} after "
                 f"{metrics['epochs']} epochs from seed {attempt.spec.seed}, below {task.settings.restart.below}: "
                 f"training it again from a new seed")
         state = _next_attempt(work, state, metrics)
@@ -340,7 +341,7 @@ def _read_state(work: Path, wanted: str, label: str) -> dict:
             reason = "it was made with other settings or data"
         except ValueError as err:
             reason = f"its state is damaged ({' '.join(str(err).split())})"
-        _notice(f"{label}: discarding the interrupted training in {work}: {reason}")
+        notice(f"{label}: discarding the interrupted training in {work}: {reason}")
     _empty(work)   # killed before its first epoch finished, stale, or damaged
     return _fresh_state(wanted)
 
@@ -392,7 +393,7 @@ def _resume(model: keras.Model, checkpoint: Path, label: str) -> bool:
         _load_checkpoint(model, checkpoint)
         return True
     except Exception as err:   # h5py / Keras raise many kinds for a truncated file
-        _notice(f"{label}: the checkpoint {checkpoint} cannot be read ({' '.join(str(err).split())[:100]}): "
+        notice(f"{label}: the checkpoint {checkpoint} cannot be read ({' '.join(str(err).split())[:100]}): "
                 "training starts over")
         return False
 
@@ -413,14 +414,16 @@ def own_initializer_seeds(seed: int):
 
 
 @dataclass
-class _Held:
-    """The models of the last architecture this process trained (see _models_for)."""
-    key: tuple = ()
-    model: keras.Model | None = None      # compiled: the one trained
-    finished: keras.Model | None = None   # uncompiled: what is saved
+class HeldModels:
+    """The models of the last architecture this process trained (see _models_for), held in
+    repro.worker.WORKER.training until the next architecture or an explicit release."""
+    key: tuple
+    model: keras.Model      # compiled: the one trained
+    finished: keras.Model   # uncompiled: what is saved
 
-
-_HELD = _Held()
+    def release(self) -> None:
+        """Called by WORKER.release("training") (the maps stage wants the memory): a clean Keras session."""
+        keras.backend.clear_session()
 
 
 def _models_for(task: Task) -> tuple[keras.Model, keras.Model]:
@@ -433,25 +436,25 @@ def _models_for(task: Task) -> tuple[keras.Model, keras.Model]:
     each replicate gets its own initial weights (from a model built under its seed) and a new
     optimizer state; the numbers are those of a model built afresh. Anything else starts a clean
     Keras session."""
-    global _HELD
     key = (task.spec.arch, json.dumps(task.spec.settings, sort_keys=True), task.size,
            task.settings.model_dump_json())
-    if _HELD.key == key:
+    if WORKER.training is not None and WORKER.training.key == key:
+        held = WORKER.training
         _seed_all_but_tensorflow(task.spec.seed)
         with own_initializer_seeds(task.spec.seed):
             initial = task.model()
-        _HELD.model.set_weights(initial.get_weights())
-        _reset_optimizer(_HELD.model, task)
+        held.model.set_weights(initial.get_weights())
+        _reset_optimizer(held.model, task)
         del initial
         give_back_memory()
-        return _HELD.model, _HELD.finished
-    _HELD = _Held()
+        return held.model, held.finished
+    WORKER.training = None          # the last architecture's models go before this one's are built
     keras.backend.clear_session()   # Keras' global state grows with every model built
     keras.utils.set_random_seed(task.spec.seed)
     with own_initializer_seeds(task.spec.seed):
         model = task.build()
         finished = task.model()      # its initial weights are overwritten before it is saved
-    _HELD = _Held(key, model, finished)
+    WORKER.training = HeldModels(key, model, finished)
     return model, finished
 
 
@@ -468,13 +471,6 @@ def _seed_all_but_tensorflow(seed: int) -> None:
     global_state.set_global_attribute(seed_generator.GLOBAL_SEED_GENERATOR, None)
     random.seed(seed)
     np.random.seed(seed)
-
-
-def release_models() -> None:
-    """Let go of the models held for the next replicate (the maps stage wants their memory)."""
-    global _HELD
-    _HELD = _Held()
-    keras.backend.clear_session()
 
 
 def _reset_optimizer(model: keras.Model, task: Task) -> None:

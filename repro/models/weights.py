@@ -12,7 +12,7 @@ DIR/keras/<file>.h5 are the files keras.applications downloads (checked by the M
 checks); DIR/keras_hub/<preset>/ is keras-hub's own preset format (`save_to_preset`), which
 `from_preset` reads from a folder. The processes that build models learn the folder from the
 environment variable REPRO_WEIGHTS_DIR, which `use_weights_dir` sets from runtime.weights_dir in the
-driver and in every training process (repro.models.records.TrainContext carries it to workers).
+driver and in every training process (repro.models.jobs.TrainContext carries it to workers).
 """
 from __future__ import annotations
 

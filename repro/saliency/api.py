@@ -15,10 +15,11 @@ import keras  # noqa: E402
 import numpy as np  # noqa: E402
 
 from repro.protocol import METHODS  # noqa: E402
+from repro.worker import WORKER  # noqa: E402
 
 from . import extra, gradcam, gradients, integrated, pairpath, xrai  # noqa: E402
 from .context import Context  # noqa: E402
-from .params import _integer, _positive_int, resolve_params  # noqa: E402
+from .params import is_integer, is_positive_int, resolve_params  # noqa: E402
 from .postprocessing import postprocess  # noqa: E402
 from .segments import SegmentCache  # noqa: E402
 
@@ -46,7 +47,6 @@ assert tuple(REGISTRY) == METHODS
 
 DEFAULT_BATCH_SIZE = 16
 DEFAULT_INPUT_RANGE = (0.0, 255.0)
-_SEGMENTS = SegmentCache()  # in memory, shared by every call without a segment_cache
 
 
 def saliency_maps(model: keras.Model, images: np.ndarray, method: str, *,
@@ -78,13 +78,21 @@ def saliency_maps(model: keras.Model, images: np.ndarray, method: str, *,
     params = resolve_params(method, preset, **params)
     images = _model_ready(model, images)
     ctx = Context(model, _target(model, target), _batch_size(batch_size), _seed(seed),
-                  _input_range(input_range), segment_cache or _SEGMENTS)
+                  _input_range(input_range), segment_cache or _segments_in_memory())
     if backend not in BACKENDS:
         raise ValueError(f"backend must be one of {BACKENDS}, got {backend!r}")
     if backend == "pair" and method in pairpath.PAIR_METHODS:
         implementation = pairpath.PAIR_METHODS[method]
     attributions = implementation(ctx, images, **params)
     return attributions if raw else postprocess(attributions, method)
+
+
+def _segments_in_memory() -> SegmentCache:
+    """The in-memory segment cache shared by every call without a segment_cache (this process's,
+    held in repro.worker.WORKER.segments)."""
+    if WORKER.segments is None:
+        WORKER.segments = SegmentCache()
+    return WORKER.segments
 
 
 def _implementation(method: str):
@@ -109,7 +117,7 @@ def _target(model: keras.Model, target) -> int | str:
         raise ValueError(f"the model must output (N, classes) logits, not {model.output_shape}")
     if target == "predicted":
         return target
-    if _integer(target) and 0 <= target < num_classes:
+    if is_integer(target) and 0 <= target < num_classes:
         return int(target)
     raise ValueError(f'target must be "predicted" or a class index in [0, {num_classes}), '
                      f"got {target!r}")
@@ -118,13 +126,13 @@ def _target(model: keras.Model, target) -> int | str:
 def _batch_size(batch_size) -> int:
     if batch_size is None:
         return DEFAULT_BATCH_SIZE
-    if not _positive_int(batch_size):
+    if not is_positive_int(batch_size):
         raise ValueError(f"batch_size must be a positive integer, got {batch_size!r}")
     return int(batch_size)
 
 
 def _seed(seed) -> int:
-    if not (_integer(seed) and seed >= 0):
+    if not (is_integer(seed) and seed >= 0):
         raise ValueError(f"seed must be an integer >= 0, got {seed!r}")
     return int(seed)
 

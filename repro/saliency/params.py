@@ -38,12 +38,12 @@ METHOD_PARAMETERS: dict[str, tuple[str, ...]] = {
 }
 
 
-def _integer(value) -> bool:
+def is_integer(value) -> bool:
     return isinstance(value, numbers.Integral) and not isinstance(value, bool)
 
 
-def _positive_int(value) -> bool:
-    return _integer(value) and value >= 1
+def is_positive_int(value) -> bool:
+    return is_integer(value) and value >= 1
 
 
 def _number(value) -> bool:
@@ -56,8 +56,8 @@ def is_baseline(value) -> bool:
 
 # parameter -> (check, what a valid value is)
 CHECKS = {
-    "x_steps": (_positive_int, "a positive integer"),
-    "nsamples": (_positive_int, "a positive integer"),
+    "x_steps": (is_positive_int, "a positive integer"),
+    "nsamples": (is_positive_int, "a positive integer"),
     "stdev_spread": (lambda v: _number(v) and v >= 0, "a number >= 0"),
     "magnitude": (lambda v: isinstance(v, bool), "True or False"),
     "baseline": (is_baseline, f"one of {BASELINES} or a number"),
@@ -72,10 +72,10 @@ CHECKS = {
     "max_sigma": (lambda v: _number(v) and v > 0, "a number > 0"),
     "grad_step": (lambda v: _number(v) and v > 0, "a number > 0"),
     "sqrt": (lambda v: isinstance(v, bool), "True or False"),
-    "size": (_positive_int, "a positive integer (pixels)"),
+    "size": (is_positive_int, "a positive integer (pixels)"),
     "value": (_number, "a number (the occluding pixel value)"),
-    "stride": (_positive_int, "a positive integer (pixels between window positions)"),
-    "max_n": (lambda v: v is None or _positive_int(v), "a positive integer or None (all channels)"),
+    "stride": (is_positive_int, "a positive integer (pixels between window positions)"),
+    "max_n": (lambda v: v is None or is_positive_int(v), "a positive integer or None (all channels)"),
 }
 
 

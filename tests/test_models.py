@@ -350,12 +350,13 @@ def test_an_architecture_s_revision_retrains_its_models_only(monkeypatch):
     before it, and must keep every other finished model."""
     from types import SimpleNamespace
 
-    from repro.experiments import ModelSpec, TrainSettings
+    from repro.experiments import ModelSpec, RetinaNet, TrainSettings, UNet
     from repro.models import records
     settings = TrainSettings(epochs=1, batch_size=8, learning_rate=1e-3, patience=1)
     data = SimpleNamespace(size=64, fingerprint="data-1")
-    detector = ModelSpec("retinanet_r1", "retinanet", seed=1, settings={"levels": [3, 4]})
-    unet = ModelSpec("unet_r1", "unet", seed=1, settings={"depth": 2, "width": 4})
+    detector = ModelSpec("retinanet_r1", "retinanet", seed=1, settings=RetinaNet(replicates={"retinanet_r1": 1},
+                                                                                 levels=[3, 4]))
+    unet = ModelSpec("unet_r1", "unet", seed=1, settings=UNet(replicates={"unet_r1": 1}, depth=2, width=4))
     before = {spec.name: records.model_fingerprint(spec, settings, data) for spec in (detector, unet)}
     monkeypatch.setitem(records.ARCHITECTURE_REVISIONS, "retinanet", records.ARCHITECTURE_REVISIONS["retinanet"] + 1)
     assert records.model_fingerprint(detector, settings, data) != before["retinanet_r1"]

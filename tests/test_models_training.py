@@ -10,19 +10,19 @@ import psutil
 import pytest
 
 from repro.data.dataset import Dataset
-from repro.experiments import ModelSpec, TrainSettings
+from repro.experiments import Classifier, ModelSpec, RetinaNet, TrainSettings, UNet
 from repro.layout import RunLayout
 from repro.models import records, training
 from repro.models.tasks import SegmentationTask
 from repro.worker import WORKER
 
 SIZE = 80
-UNET = ModelSpec("unet_r1", "unet", seed=1, settings={"depth": 2, "width": 4})
-INCEPTION = ModelSpec("inception_r1", "inception_v3", seed=1, settings={"weights": None})
-RETINANET = ModelSpec("retinanet_r1", "retinanet", seed=1, settings={
-    "levels": [3, 4], "head_convs": 0, "max_detections": 5, "score_threshold": 0.05,
-    "backbone": {"input_conv_filters": [64], "input_conv_kernel_sizes": [3], "stackwise_num_filters": [64, 64, 64],
-                 "stackwise_num_blocks": [1, 1, 1], "stackwise_num_strides": [1, 2, 2], "block_type": "basic_block"}})
+UNET = ModelSpec("unet_r1", "unet", seed=1, settings=UNet(replicates={"unet_r1": 1}, depth=2, width=4))
+INCEPTION = ModelSpec("inception_r1", "inception_v3", seed=1, settings=Classifier(replicates={"inception_r1": 1}))
+RETINANET = ModelSpec("retinanet_r1", "retinanet", seed=1, settings=RetinaNet(
+    replicates={"retinanet_r1": 1}, levels=[3, 4], head_convs=0, max_detections=5, score_threshold=0.05,
+    backbone={"input_conv_filters": [64], "input_conv_kernel_sizes": [3], "stackwise_num_filters": [64, 64, 64],
+              "stackwise_num_blocks": [1, 1, 1], "stackwise_num_strides": [1, 2, 2], "block_type": "basic_block"}))
 TINY = TrainSettings(epochs=1, batch_size=8, learning_rate=1e-3, patience=3, bn_momentum=0.9,
                      augment={"flip": True, "shift": 0.05}, recalibration={"batches": 1, "batch_size": 8}, eager=True)
 

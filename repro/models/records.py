@@ -24,7 +24,7 @@ def model_fingerprint(spec: ModelSpec, settings: TrainSettings | None, dataset) 
     if spec.file is not None:
         return fingerprint({"file": sha256_file(spec.file), "preprocessing": spec.preprocessing,
                             "output": spec.output, "size": dataset.size})
-    made_from = {"arch": spec.arch, "seed": spec.seed, "settings": spec.settings,
+    made_from = {"arch": spec.arch, "seed": spec.seed, "settings": spec.settings_json,
                  "train": settings.model_dump(mode="json"), "size": dataset.size,
                  "data": dataset.fingerprint, "version": TRAINING_VERSION}
     if spec.arch in ARCHITECTURE_REVISIONS:

@@ -73,7 +73,7 @@ class ClassificationTask(Task):
     monitor = "auc"
 
     def _model(self):
-        return build_classifier(self.spec.arch, self.size, weights=self.spec.settings["weights"])
+        return build_classifier(self.spec.arch, self.size, weights=self.spec.settings.weights)
 
     def _loss(self):
         return {"loss": classifier_loss()}
@@ -91,7 +91,7 @@ class SegmentationTask(Task):
     monitor = "pixel_ap"
 
     def _model(self):
-        return build_unet(self.size, depth=self.spec.settings["depth"], width=self.spec.settings["width"])
+        return build_unet(self.size, depth=self.spec.settings.depth, width=self.spec.settings.width)
 
     def _loss(self):
         return {"loss": dice_bce_loss}
@@ -115,9 +115,10 @@ class DetectionTask(Task):
         self.max_boxes = max([1, *(len(retinanet.masks_to_boxes(mask)) for mask in train_masks)])
 
     def _model(self):
-        params = {k: self.spec.settings[k] for k in ("backbone", "levels", "head_convs", "score_threshold",
-                                                     "max_detections")}
-        return retinanet.build_retinanet(self.size, **params)
+        settings = self.spec.settings
+        return retinanet.build_retinanet(self.size, backbone=settings.backbone, levels=settings.levels,
+                                         head_convs=settings.head_convs, score_threshold=settings.score_threshold,
+                                         max_detections=settings.max_detections)
 
     def _loss(self):
         return {}   # keras_hub's own: focal loss for the classes, Huber for the box offsets

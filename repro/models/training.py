@@ -263,7 +263,7 @@ def _finish(task: Task, model: keras.Model, dataset: Dataset, state: dict, work:
         "stopped_early": state["epoch"] < task.settings.epochs, "seed": task.spec.seed,
         "restarts": state["previous"], **spent,
         "history": state["history"],
-        "settings": {"model": {"arch": task.spec.arch, "seed": task.spec.seed, **task.spec.settings},
+        "settings": {"model": {"arch": task.spec.arch, "seed": task.spec.seed, **task.spec.settings_json},
                      "train": task.settings.model_dump(mode="json"), "input_size": dataset.size,
                      "images": {split: len(dataset.indices(split)) for split in ("train", "val", "test")}},
         "versions": {"tensorflow": tf.__version__, "keras": keras.__version__,
@@ -436,7 +436,7 @@ def _models_for(task: Task) -> tuple[keras.Model, keras.Model]:
     each replicate gets its own initial weights (from a model built under its seed) and a new
     optimizer state; the numbers are those of a model built afresh. Anything else starts a clean
     Keras session."""
-    key = (task.spec.arch, json.dumps(task.spec.settings, sort_keys=True), task.size,
+    key = (task.spec.arch, json.dumps(task.spec.settings_json, sort_keys=True), task.size,
            task.settings.model_dump_json())
     if WORKER.training is not None and WORKER.training.key == key:
         held = WORKER.training

@@ -21,7 +21,7 @@ from pathlib import Path
 REPOSITORY = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPOSITORY))
 
-from repro import pipeline  # noqa: E402
+from repro import pipeline, results  # noqa: E402
 from repro.experiments import load_experiment  # noqa: E402
 from benchmarks.output import show_and_save  # noqa: E402
 
@@ -49,7 +49,7 @@ def main(argv=None) -> dict:
             f"saliency.methods=[{', '.join(METHODS)}]", "saliency.noise=shared", "publish_dir=null",
             "publish_readme=null"])
         report = pipeline.run_all(shared, progress=True, cluster=args.cluster)
-        rows = compare(pipeline.read_cells(independent), report.cells)
+        rows = compare(results.read_cells(independent), report.cells)
     finally:
         shutil.rmtree(work, ignore_errors=True)
     return {"rows": show_and_save(rows, markdown(rows), args.out)}

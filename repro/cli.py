@@ -20,7 +20,7 @@ from pathlib import Path
 import yaml
 
 import repro.runtime  # noqa: F401  (TensorFlow's logging settings, before anything starts it)
-from repro import pipeline
+from repro import pipeline, results
 from repro.data.check import check_data, check_roots, format_problems
 from repro.data.contents import format_summary, summarize
 from repro.data.dataset import load_dataset
@@ -293,13 +293,13 @@ def _maps(args) -> None:
 
 def _table(args) -> None:
     experiment = _experiment(args)
-    pipeline.stage_tables(experiment, pipeline.read_cells(experiment), tables=(args.number,))
+    pipeline.stage_tables(experiment, results.read_cells(experiment), tables=(args.number,))
     print(experiment.layout.result(f"table{args.number}.md").read_text())
 
 
 def _figure(args) -> None:
     experiment = _experiment(args)
-    scores, cells = pipeline.read_scores(experiment), pipeline.read_cells(experiment)   # before any data is made
+    scores, cells = results.read_scores(experiment), results.read_cells(experiment)   # before any data is made
     datasets = pipeline.prepare_data(experiment, progress=False)
     for path in pipeline.stage_figures(experiment, scores, cells, datasets, figures=(args.number,)):
         print(f"wrote {path}")
@@ -313,7 +313,7 @@ def _statistics(args) -> None:
 
 def _grade(args) -> None:
     experiment = _experiment(args)
-    report = pipeline.stage_grade(experiment, pipeline.read_cells(experiment))
+    report = pipeline.stage_grade(experiment, results.read_cells(experiment))
     if report is None:
         raise ValueError(f"the fidelity grade compares the paper's data sets with its tables; experiment "
                          f"{experiment.name} has {', '.join(experiment.datasets)}")

@@ -12,58 +12,52 @@ from __future__ import annotations
 
 import hashlib
 import logging
-import shutil
-from dataclasses import dataclass
+import os
 from pathlib import Path
 
-import numpy as np
 import pandas as pd
 
+from repro.data.check import check_data
+from repro.data.contents import format_summary, summarize
 from repro.data.dataset import Dataset
 from repro.data.prepare import data_sources, prepare_data
-from repro.evaluation.plan import LOCALIZER, MapTask, map_tasks, needed_maps
-from repro.evaluation.scoring import SCORE_COLUMNS, TruthFor, score_dataset
-from repro.evaluation.selection import ImageSelection, indices_of, select_images
+from repro.data.preview import preview_grid
+from repro.evaluation import plan as evaluation_plan
+from repro.evaluation.maps import MapContext
+from repro.evaluation.plan import MapPlan
+from repro.evaluation.scoring import SCORE_COLUMNS, score_one_dataset
 from repro.execution import InProcess, executor_for
-from repro.experiments import (REPOSITORY, Experiment, resolved_config, resolved_parameters, results_fingerprint_of,
-                               results_settings, settings_changes)
-from repro.io import (RunLock, atomic_folder, fingerprint, read_json_object, sha256_file, write_bytes, write_json,
-                      write_text)
-from repro.protocol import CONTROLS, INCEPTION_STATES
+from repro.experiments import REPOSITORY, Experiment, TrainSettings, load_experiment, resolved_config
+from repro.io import RunLock, fingerprint, read_json_object, sha256_file, write_json, write_text
+from repro.models.jobs import TrainContext
+from repro.models.weights import missing
+from repro.protocol import CONTROLS
 from repro.provenance import StageClock, provenance_record
+from repro.report.compare import compare as compare_runs
+from repro.report.examples import examples_for
+from repro.report.figures import FIGURES, save_figure
+from repro.report.grade import write_grade
+from repro.report.html import comparisons_of, write_html_report, write_provenance_page
 from repro.report.summary import RunReport, check_controls, report_markdown
+from repro.report.tables import write_table
+from repro.results import publish, read_cells, read_cells_file, read_report, read_scores
 from repro.runtime import give_back_memory
-from repro.statistics.cells import ModelChoice, PostHoc, pair_label, result_cells
+from repro.statistics import cells as statistics_cells
+from repro.statistics import mixed as statistics_mixed
+from repro.statistics import stability as statistics_stability
+from repro.statistics.cells import ModelChoice, PostHoc, result_cells
+from repro.statistics.cells import main_choice as statistics_choice
+from repro.statistics.export import export_for_r
 from repro.statistics.stability import verdict_stability
-from repro.versions import CODE_VERSIONS
 from repro.worker import WORKER
 
 log = logging.getLogger(__name__)
-
-@dataclass
-class MapPlan:
-    """One data set's image selection and the maps the tests need, with their fingerprints."""
-    selection: ImageSelection
-    tasks: list[MapTask]
-    states: dict[str, tuple[str, ...]]
-    localizers: tuple[str, ...]
-    shape: tuple[int, int]      # every map's: the model input's
-
-    def fingerprint(self, model: str, state: str, method: str) -> str:
-        for task in self.tasks:
-            if task.key == (model, state, method):
-                return task.fingerprint
-        raise KeyError(f"no maps planned for {model} / {state} / {method}")
-
 
 # --- stages ---------------------------------------------------------------------------------------
 
 def stage_data(experiment: Experiment, *, progress: bool = True) -> dict[str, Dataset]:
     """The data checked (repro.data.check: one error naming every problem, before any work), then
     the data sets at model resolution, a summary of each and a preview grid."""
-    from repro.data.check import check_data
-    from repro.data.preview import preview_grid
-    from repro.data.contents import format_summary, summarize
     _, line = check_data(experiment, progress=progress)
     if progress:
         print(line)
@@ -91,13 +85,16 @@ def train_jobs(experiment: Experiment, *, only: str | None = None) -> list[tuple
     return [(dataset, tuple(names)) for (dataset, _), names in groups.items()]
 
 
-def train_context(experiment: Experiment):
-    from repro.models.jobs import TrainContext
+def _train_settings(experiment: Experiment) -> dict[str, TrainSettings]:
+    """The training settings of each architecture the kit trains."""
     archs = {spec.arch for spec in experiment.models.values() if spec.file is None}
+    return {arch: experiment.train_settings(arch) for arch in archs}
+
+
+def train_context(experiment: Experiment) -> TrainContext:
     runtime = experiment.settings.runtime
     weights_dir = None if runtime.weights_dir is None else str(experiment.resolve(runtime.weights_dir))
-    return TrainContext(experiment.layout, data_sources(experiment), experiment.models,
-                        {arch: experiment.train_settings(arch) for arch in archs},
+    return TrainContext(experiment.layout, data_sources(experiment), experiment.models, _train_settings(experiment),
                         runtime.deterministic, runtime.threads, runtime.training.isolated,
                         tuple(runtime.training.process_per_dataset), weights_dir)
 
@@ -126,7 +123,6 @@ def check_model_files(experiment: Experiment) -> list[dict]:
 def stage_train(experiment: Experiment, executor, *, only: str | None = None, progress: bool = True) -> list[dict]:
     """Train the kit's models (finished ones are kept); the records of those and of the user's
     model files."""
-    from repro.models.weights import missing
     absent = missing(experiment)     # a weights folder without the weights: say so before any training
     if absent:
         raise FileNotFoundError("; ".join(absent))
@@ -145,58 +141,20 @@ def model_summary(records: list[dict]) -> dict:
 
 
 def plan_maps(experiment: Experiment, dataset: Dataset, *, methods=None, states=None) -> MapPlan:
-    """What the tests need of one data set: selection, chunks of maps, fingerprints."""
-    from repro.models.records import model_fingerprint, unusable_model
-    roles, models = experiment.roles, experiment.models
-    if not roles.replicates:
-        raise ValueError(f"{experiment.path}: no classifier to explain: the experiment needs models")
-    selection = select_images(dataset, experiment.settings.evaluation)
-    localizers = experiment.localizers(dataset.name)
-    involved = {*roles.replicates, *localizers, *(m for p in (roles.repeatability, roles.reproducibility)
-                                                  for m in (p or ()))}
-    fingerprints, cascade_states = {}, {}
-    for name in involved:
-        spec = models[name]
-        if spec.file is not None:
-            fingerprints[name] = model_fingerprint(spec, None, dataset)
-        else:
-            wanted = model_fingerprint(spec, experiment.train_settings(spec.arch), dataset)
-            unusable = unusable_model(experiment.layout, dataset.name, name, wanted)
-            if unusable is not None:
-                raise FileNotFoundError(f"{dataset.name}/{name} cannot be used: {unusable} "
-                                        f"(run: {experiment.command('train')})")
-            fingerprints[name] = wanted
-    cascade = experiment.settings.evaluation.cascade
-    for name in roles.replicates:
-        spec = models[name]
-        if spec.arch == "inception_v3":
-            cascade_states[name] = INCEPTION_STATES
-        else:   # a model of another architecture: its states follow its layers (TensorFlow loaded here)
-            from repro.models.cascade import states_of
-            from repro.models.training import load_trained_model
-            cascade_states[name] = states_of(load_trained_model(experiment.layout, dataset.name, spec, size=dataset.size),
-                                             groups=cascade.groups)
-    needed = needed_maps(selection, roles, cascade_states, localizers)
-    saliency = experiment.settings.saliency
-    params = resolved_parameters(saliency)
-    shape = (dataset.size, dataset.size)
-    tasks = map_tasks(dataset.name, needed, localizers, fingerprints, params, saliency, cascade, shape=shape)
-    if methods is not None:
-        tasks = [t for t in tasks if t.method in methods or t.method == LOCALIZER]
-    if states is not None:
-        known = list(dict.fromkeys(state for model_states in cascade_states.values() for state in model_states))
-        unknown = [state for state in states if state not in known]
-        if unknown:
-            raise ValueError(f"states: unknown {unknown}; the models of {dataset.name} have the states {', '.join(known)}")
-        tasks = [t for t in tasks if t.state in states]
-    return MapPlan(selection, tasks, cascade_states, localizers, shape)
+    """What the tests need of one data set (repro.evaluation.plan), from the experiment's models,
+    roles and settings."""
+    return evaluation_plan.plan_maps(
+        dataset, layout=experiment.layout, models=experiment.models, roles=experiment.roles,
+        localizers=experiment.localizers(dataset.name), train=_train_settings(experiment),
+        evaluation=experiment.settings.evaluation, saliency=experiment.settings.saliency,
+        parameters=experiment.saliency_parameters, methods=methods, states=states,
+        source=str(experiment.path), retrain=experiment.command("train"))
 
 
-def map_context(experiment: Experiment):
-    from repro.evaluation.maps import MapContext
+def map_context(experiment: Experiment) -> MapContext:
     settings = experiment.settings
     return MapContext(experiment.layout, data_sources(experiment), experiment.models, settings.saliency,
-                      resolved_parameters(settings.saliency), settings.evaluation.cascade, settings.runtime)
+                      experiment.saliency_parameters, settings.evaluation.cascade, settings.runtime)
 
 
 def stage_maps(experiment: Experiment, datasets: dict[str, Dataset], executor, *, methods=None, states=None,
@@ -211,54 +169,20 @@ def stage_scores(experiment: Experiment, datasets: dict[str, Dataset], plans: di
                  executor=None) -> pd.DataFrame:
     """Per-image scores of the four tests: results/scores.csv, images.csv, degenerate.json. The data
     sets are scored independently, side by side on the executor's processes (the same numbers)."""
-    layout = experiment.layout
-    jobs = [(experiment, name, dataset, plans[name]) for name, dataset in datasets.items()]
+    layout, settings = experiment.layout, experiment.settings
+    jobs = [(experiment.datasets[name], dataset, plans[name], layout.maps_dir(name), experiment.roles,
+             settings.saliency.methods, settings.evaluation) for name, dataset in datasets.items()]
     scored = (executor or InProcess()).map(score_one_dataset, jobs)
     scores = pd.concat([frame for frame, _, _ in scored], ignore_index=True)[SCORE_COLUMNS]
     write_text(layout.result("scores.csv"), scores.to_csv(index=False))
     write_text(layout.result("images.csv"), pd.concat([images for _, images, _ in scored]).to_csv(index=False))
-    write_json(layout.result("degenerate.json"), {name: counts for (_, name, _, _), (_, _, counts) in zip(jobs, scored)})
+    write_json(layout.result("degenerate.json"), {name: counts for name, (_, _, counts) in zip(datasets, scored)})
     return scores
 
 
-def score_one_dataset(experiment: Experiment, name: str, dataset: Dataset, plan: MapPlan
-                      ) -> tuple[pd.DataFrame, pd.DataFrame, dict]:
-    """One data set's scores, its selected images and what could not be scored."""
-    from repro.saliency.store import MapStore
-    store = MapStore(experiment.layout.maps_dir(name))
-
-    def maps(model, state, method, ids):
-        return store.stack(model, state, method, ids, plan.fingerprint(model, state, method), shape=plan.shape)
-
-    frame, counts = score_dataset(experiment.datasets[name], plan.selection, _truth(dataset, plan.selection),
-                                  maps, roles=experiment.roles, states=plan.states,
-                                  localizers=plan.localizers, methods=experiment.settings.saliency.methods,
-                                  evaluation=experiment.settings.evaluation)
-    dropped = frame[frame["score"].isna()].groupby(["test", "metric", "group", "model", "state"]).size()
-    degenerate = {"empty_masks": counts.empty_masks, "degenerate_maps": counts.maps,
-                  "dropped_scores": {" / ".join(k): int(v) for k, v in dropped.items()}}
-    return frame, plan.selection.frame(name), degenerate
-
-
-def _truth(dataset: Dataset, selection: ImageSelection) -> TruthFor:
-    from repro.evaluation.scores import average_mask
-    rows = indices_of(dataset, selection.all)
-    ids = list(selection.all)
-    fit = np.concatenate([dataset.indices("train"), dataset.indices("val")])
-    return TruthFor(masks=dict(zip(ids, dataset.masks[rows])), images=dict(zip(ids, dataset.pixels(rows))),
-                    evidence=None if dataset.evidence is None else dict(zip(ids, dataset.evidence[rows])),
-                    average_mask=average_mask(dataset.masks[fit]))
-
-
 def main_choice(experiment: Experiment, dataset: str) -> ModelChoice:
-    """The paper's choice of models for the cells."""
-    roles, localizers = experiment.roles, experiment.localizers(dataset)
-    return ModelChoice(
-        utility=roles.replicates[0], replicates=roles.replicates,
-        repeatability=pair_label(*roles.repeatability) if roles.repeatability else None,
-        reproducibility=pair_label(*roles.reproducibility) if roles.reproducibility else None,
-        localizer=localizers[0] if localizers else None,
-        localizer_pair=pair_label(*localizers[:2]) if len(localizers) >= 2 else None)
+    """The paper's choice of models for one data set's cells (repro.statistics.cells.main_choice)."""
+    return statistics_choice(experiment.roles, experiment.localizers(dataset))
 
 
 def stage_statistics(experiment: Experiment, scores: pd.DataFrame, executor=None, *,
@@ -271,7 +195,7 @@ def stage_statistics(experiment: Experiment, scores: pd.DataFrame, executor=None
     if cells_path.is_file() and _statistics_made_from(layout) == (made_from, sha256_file(cells_path)):
         if progress:
             print("statistics: the scores and settings are unchanged, cells.csv reused", flush=True)
-        return _read_cells_file(cells_path)
+        return read_cells_file(cells_path)
     settings = experiment.settings
     methods, form = settings.saliency.methods, settings.evaluation.randomization_cells
     stability, rule = settings.evaluation.stability, settings.evaluation.constant_comparison
@@ -299,9 +223,9 @@ def statistics_fingerprint(experiment: Experiment, scores: pd.DataFrame) -> str:
     """What the cells are made from: the scores (their values, not their file), the results'
     settings and code versions, and the statistics modules' own source (an edit to them that
     forgets to bump STATISTICS_VERSION still computes the cells again)."""
-    from repro.statistics import cells, mixed, stability
     values = pd.util.hash_pandas_object(scores.reset_index(drop=True), index=False).to_numpy()
-    source = b"".join(Path(module.__file__).read_bytes() for module in (mixed, cells, stability))
+    modules = (statistics_mixed, statistics_cells, statistics_stability)
+    source = b"".join(Path(module.__file__).read_bytes() for module in modules)
     return fingerprint({"scores": hashlib.sha256(values.tobytes()).hexdigest(),
                         "settings": experiment.results_fingerprint, "code": hashlib.sha256(source).hexdigest()})
 
@@ -327,7 +251,6 @@ def dataset_cells(experiment: Experiment, scores: pd.DataFrame, name: str, post_
 
 def export_statistics(experiment: Experiment, directory: Path) -> Path:
     """The run's families, comparisons and an R script that refits them (repro.statistics.export)."""
-    from repro.statistics.export import export_for_r
     rule = experiment.settings.evaluation.constant_comparison
     post_hoc = PostHoc(rule, families=[])
     scores = read_scores(experiment)
@@ -337,7 +260,6 @@ def export_statistics(experiment: Experiment, directory: Path) -> Path:
 
 
 def stage_tables(experiment: Experiment, cells: pd.DataFrame, tables=(2, 3, 4)) -> list[Path]:
-    from repro.report.tables import write_table
     paths = []
     for table in tables:
         paths += write_table(cells, table, experiment.layout.results_dir, datasets=experiment.datasets,
@@ -347,8 +269,6 @@ def stage_tables(experiment: Experiment, cells: pd.DataFrame, tables=(2, 3, 4)) 
 
 def stage_figures(experiment: Experiment, scores: pd.DataFrame, cells: pd.DataFrame, datasets: dict[str, Dataset],
                   plans: dict[str, MapPlan] | None = None, figures=(2, 3, 4)) -> list[Path]:
-    from repro.report.examples import examples_for
-    from repro.report.figures import FIGURES, save_figure
     if plans is None:
         plans = {name: plan_maps(experiment, dataset) for name, dataset in datasets.items()}
     examples = {name: examples_for(experiment, scores, dataset, plans[name]) for name, dataset in datasets.items()}
@@ -366,7 +286,6 @@ def stage_report(experiment: Experiment, scores: pd.DataFrame, cells: pd.DataFra
                  plans: dict[str, MapPlan], grade: dict | None, *, progress: bool = False) -> Path:
     """results/report/: the run's HTML report, every page but provenance.html (written once the
     provenance record is); returns its index.html."""
-    from repro.report.html import write_html_report
     models = experiment.layout.result("models.json")
     return write_html_report(experiment, cells=cells, scores=scores, datasets=datasets, plans=plans,
                              choices={name: main_choice(experiment, name) for name in datasets}, grade=grade,
@@ -376,8 +295,6 @@ def stage_report(experiment: Experiment, scores: pd.DataFrame, cells: pd.DataFra
 def stage_provenance_page(experiment: Experiment, provenance: dict, compare=()) -> Path:
     """The report's provenance.html, with the comparisons recorded in the publish folder for these
     very results and those with the run directories (or published folders) in `compare`."""
-    from repro.report.compare import compare as compare_runs
-    from repro.report.html import comparisons_of, write_provenance_page
     comparisons = comparisons_of(provenance, [experiment.publish_dir])
     comparisons += [{"source": str(other), **compare_runs(experiment.layout.root, Path(other))} for other in compare]
     return write_provenance_page(experiment.layout.report_dir, provenance, comparisons)
@@ -399,7 +316,6 @@ def rewrite_report(experiment: Experiment, *, compare=(), progress: bool = True)
 
 def stage_grade(experiment: Experiment, cells: pd.DataFrame) -> dict | None:
     """The fidelity grade, for the paper's own experiments (Kaggle data or the phantoms)."""
-    from repro.report.grade import write_grade
     if experiment.settings.data.source == "folder" or not set(experiment.datasets) <= {"siim", "rsna"}:
         return None
     return write_grade(cells, experiment.layout.results_dir,
@@ -468,117 +384,10 @@ def _run_stages(experiment: Experiment, clock: StageClock, cluster: str | None, 
     return report
 
 
-PUBLISHED_FILES = ("report.md", "models.json", "table2.md", "table3.md", "table4.md", "table2.csv", "table3.csv", "table4.csv",
-                   "cells.csv", "grade.md", "grade.json", "degenerate.json", "images.csv",
-                   "figure2.png", "figure3.png", "figure4.png", "figure2.pdf", "figure3.pdf", "figure4.pdf")
-
-
-def publish(experiment: Experiment) -> list[Path]:
-    """Copy the run's tables, figures, grade, provenance and HTML report (report/) to the
-    experiment's publish_dir (the demo: the repository's figures/, so that a visitor sees results
-    without running anything)."""
-    target = experiment.publish_dir
-    if target is None:
-        return []
-    copied = []
-    sources = [experiment.layout.result(name) for name in PUBLISHED_FILES] + [experiment.layout.provenance_file]
-    for source in sources:
-        if source.is_file():
-            copied.append(write_bytes(target / source.name, source.read_bytes()))
-    report = experiment.layout.report_dir
-    if report.is_dir():   # the HTML report, replacing the published one whole
-        with atomic_folder(target / report.name) as folder:
-            shutil.copytree(report, folder, dirs_exist_ok=True)
-        copied.append(target / report.name / "index.html")
-    if experiment.publish_readme is not None:
-        from repro.report.readme import update_readme
-        copied.append(update_readme(experiment.publish_readme, target))
-    return copied
-
-
-def current_result(experiment: Experiment, name: str, what: str) -> Path:
-    """results/<name>, checked before anyone reads it: the finished run that provenance.json records
-    wrote it (its SHA-256 is there), with the settings the experiment has now (the results
-    fingerprint is there). Otherwise an error saying why, with the command that brings the results
-    up to date. Every reader of results (tables, figures, grade, report, notebooks) goes through
-    here, so that none shows results of other settings as if they were these."""
-    layout, update = experiment.layout, f"run: {experiment.command('all')}"
-    path = layout.result(name)
-    if not path.is_file():
-        raise FileNotFoundError(f"{path}: no {what} yet ({update})")
-    try:
-        provenance = read_json_object(layout.provenance_file)
-    except ValueError as err:
-        raise ValueError(f"{path}: the record of the run that made it is missing or damaged ({err}), so its "
-                         f"settings are unknown ({update})") from None
-    made_with = provenance.get("results_fingerprint")
-    if made_with != experiment.results_fingerprint:
-        code = provenance.get("code_versions")
-        if code != CODE_VERSIONS:
-            changes = settings_changes(code, CODE_VERSIONS) if isinstance(code, dict) else []
-            raise ValueError(f"{layout.results_dir} holds results made by another version of the kit"
-                             f"{': ' + '; '.join(changes) if changes else ''} ({update})")
-        raise ValueError(f"{layout.results_dir} holds results made with other settings than these"
-                         f"{_settings_changes(experiment, made_with)} ({update})")
-    digests = provenance.get("results_sha256")
-    if not isinstance(digests, dict) or digests.get(name) != sha256_file(path):
-        raise ValueError(f"{path} is not the file the last finished run wrote (a run that did not finish, or "
-                         f"an edit, changed it) ({update})")
-    return path
-
-
-def _settings_changes(experiment: Experiment, made_with) -> str:
-    """': key: old then, new now; ...' when the run directory's experiment.json holds the settings
-    the results were made with (it is written when a run starts); '' when it does not."""
-    try:
-        written = read_json_object(experiment.layout.settings_file)
-    except ValueError:
-        return ""
-    if results_fingerprint_of(written) != made_with:
-        return ""
-    changes = settings_changes(results_settings(written), results_settings(experiment.settings.model_dump(mode="json")))
-    if not changes:
-        return ""
-    return ": " + "; ".join(changes[:3]) + (f" (and {len(changes) - 3} more)" if len(changes) > 3 else "")
-
-
-def read_scores(experiment: Experiment) -> pd.DataFrame:
-    """The run's scores.csv (per image), made with the experiment's current settings."""
-    return pd.read_csv(current_result(experiment, "scores.csv", "scores"), dtype={"image": str, "model": str})
-
-
-def read_cells(experiment: Experiment) -> pd.DataFrame:
-    """The run's cells.csv (Tables 2-4 in the published schema, with n and stability), made with
-    the experiment's current settings."""
-    return _read_cells_file(current_result(experiment, "cells.csv", "tables"))
-
-
-def _read_cells_file(path: Path) -> pd.DataFrame:
-    cells = pd.read_csv(path, dtype={"p": str, "verdict": str, "form": str, "comparison": str, "fit": str},
-                        keep_default_na=False, na_values={c: [""] for c in ("mean", "sd", "bootstrap_agreement",
-                                                                           "replicate_agreement", "icc")})
-    cells["fragile"] = cells["fragile"].astype(str) == "True"
-    return cells
-
-
-def read_report(experiment: Experiment) -> RunReport:
-    """The report of the last finished run, from its files."""
-    cells = read_cells(experiment)   # checked: made with these settings
-    grade_path = experiment.layout.result("grade.json")
-    grade = read_json_object(grade_path) if grade_path.is_file() else None
-    models_path = experiment.layout.result("models.json")
-    models = read_json_object(models_path) if models_path.is_file() else {}
-    return RunReport(experiment, cells, grade, check_controls(cells), read_json_object(experiment.layout.provenance_file),
-                     models)
-
-
 def notebook_experiment() -> Experiment:
     """The run a walk-through notebook reads: $REPRO_EXPERIMENT (and $REPRO_RUN_DIR) when set,
     else the demo run when it has results, else the smoke run, made now if it has none (minutes,
     saying so first and showing each stage as it goes)."""
-    import os
-
-    from repro.experiments import load_experiment
     if os.environ.get("REPRO_EXPERIMENT"):
         return load_experiment(os.environ["REPRO_EXPERIMENT"], run_dir=os.environ.get("REPRO_RUN_DIR"))
     demo = load_experiment("demo")

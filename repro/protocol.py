@@ -86,6 +86,14 @@ KAGGLE_DATASETS = {
 DATASETS = tuple(KAGGLE_DATASETS)
 LOCALIZER_NAMES = {"unet": "U-Net", "retinanet": "RetinaNet"}
 
+# --- pairs of models ------------------------------------------------------------------------------
+
+def pair_label(a: str, b: str) -> str:
+    """Two models compared with each other (repeatability, reproducibility, the localizers' SSIM), as
+    the score table's `model` column and the cells name them."""
+    return f"{a}~{b}"
+
+
 # --- exit codes of the `repro` command (repro.cli says what each means) -----------------------------
 
 EXIT_OK, EXIT_ERROR, EXIT_CONTROLS_FAILED = 0, 2, 3

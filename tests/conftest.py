@@ -76,7 +76,7 @@ def smoke_run(tmp_path_factory):
     import threading
     from types import SimpleNamespace
 
-    from repro import pipeline
+    from repro import results
     from repro.cli import main
     from repro.experiments import load_experiment
     from tests.helpers import kill_a_worker_once_maps_appear
@@ -93,4 +93,4 @@ def smoke_run(tmp_path_factory):
     assert code == 0, printed.getvalue()[-3000:]
     experiment = load_experiment("smoke", run_dir=run_dir)
     return SimpleNamespace(experiment=experiment, run_dir=run_dir, results=experiment.layout.results_dir,
-                           cells=pipeline.read_cells(experiment), printed=printed.getvalue(), killed=killed)
+                           cells=results.read_cells(experiment), printed=printed.getvalue(), killed=killed)

@@ -12,7 +12,7 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from repro import pipeline
+from repro import pipeline, results
 from repro.cli import main
 from repro.experiments import load_experiment
 from repro.protocol import INCEPTION_STATES
@@ -177,8 +177,8 @@ def test_a_subset_of_methods_runs_through_and_a_failed_control_exits_3(smoke_run
     printed = capsys.readouterr()
     assert code == 3 and "CONTROL CHECK FAILED: siim: a planted control failure" in printed.err
     with pytest.raises(ValueError, match="holds results made with other settings than these: saliency.methods"):
-        pipeline.read_cells(load_experiment("smoke", run_dir=tmp_path))        # the full set's settings
-    cells = pipeline.read_cells(load_experiment("smoke", run_dir=tmp_path, overrides=["saliency.methods=[GRAD, IG]"]))
+        results.read_cells(load_experiment("smoke", run_dir=tmp_path))        # the full set's settings
+    cells = results.read_cells(load_experiment("smoke", run_dir=tmp_path, overrides=["saliency.methods=[GRAD, IG]"]))
     assert set(cells.method) == {"AVG", "U-Net", "RetinaNet", "LOW", "GRAD", "IG", "EDGE", "ORACLE"}
     table3 = (tmp_path / "results" / "table3.md").read_text()
     assert "| GRAD " in table3 and "| XRAI " not in table3
@@ -252,7 +252,7 @@ def test_in_process_gives_the_cluster_run_s_bits(smoke_run, tmp_path):
     expected = result_cells(cluster[cluster.group.isin(set(mine.group))], KAGGLE_DATASETS["siim"],
                             pipeline.main_choice(experiment, "siim"), methods=CHECKED_METHODS,
                             controls=("EDGE", "ORACLE"))
-    cells = pipeline.read_cells(experiment)
+    cells = results.read_cells(experiment)
     key = ["table", "method", "column", "mean", "sd", "n", "p", "verdict"]
     pd.testing.assert_frame_equal(cells[key].reset_index(drop=True), expected[key].reset_index(drop=True),
                                   check_dtype=False)
@@ -273,7 +273,7 @@ def test_the_driver_plans_trains_and_reports_without_tensorflow(smoke_run):
     import sys
     code = f"""
 import sys
-from repro import pipeline
+from repro import pipeline, results
 from repro.experiments import load_experiment
 experiment = load_experiment("smoke", run_dir={str(smoke_run.run_dir)!r})
 datasets = pipeline.prepare_data(experiment, progress=False)
@@ -281,8 +281,8 @@ pipeline.train_context(experiment)
 pipeline.check_model_files(experiment)
 plans = {{name: pipeline.plan_maps(experiment, dataset) for name, dataset in datasets.items()}}
 pipeline.map_context(experiment)
-scores = pipeline.read_scores(experiment)
-pipeline.read_report(experiment)
+scores = results.read_scores(experiment)
+results.read_report(experiment)
 assert "tensorflow" not in sys.modules and "keras" not in sys.modules, "TensorFlow was imported"
 print("ok", sum(len(plan.tasks) for plan in plans.values()))
 """

@@ -7,7 +7,7 @@ from pathlib import Path
 
 import pytest
 
-from repro import pipeline
+from repro import results
 from repro.experiments import load_experiment
 from repro.report.readme import BEGIN, END, readme_section, results_section, update_readme
 
@@ -51,7 +51,7 @@ def test_a_published_run_rewrites_the_readme_section(smoke_run, tmp_path):
         f"publish_dir={tmp_path / 'figures'}", f"publish_readme={tmp_path / 'README.md'}",
         "allow_outside_project=true"])
     (tmp_path / "README.md").write_text(f"# Title\n\nbefore\n\n{BEGIN}\nold numbers\n{END}\n\nafter\n")
-    pipeline.publish(experiment)
+    results.publish(experiment)
     text = (tmp_path / "README.md").read_text()
     assert text.startswith("# Title\n\nbefore\n\n") and text.endswith("\n\nafter\n") and "old numbers" not in text
     section = readme_section(tmp_path / "README.md")

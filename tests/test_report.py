@@ -12,7 +12,7 @@ from urllib.parse import unquote, urlsplit
 import pandas as pd
 import pytest
 
-from repro import pipeline
+from repro import pipeline, results
 from repro.experiments import load_experiment
 from repro.report import browser
 from tests.helpers import copy_run
@@ -92,7 +92,7 @@ def test_the_verdict_matrix_links_every_measured_verdict_to_its_maps(report, smo
     assert "pairs.html#rsna-repeatability-SG" in index.matrix_links
     # The images page holds each image's score per method, for the sort: XRAI's utility is replicate 1's.
     text = (report / "images-siim.html").read_text()
-    scores = pipeline.read_scores(smoke_run.experiment)
+    scores = results.read_scores(smoke_run.experiment)
     xrai = scores[(scores.dataset == "siim") & (scores.test == "utility") & (scores.metric == "auprc")
                   & (scores.group == "XRAI") & (scores.model == "inception_r1") & (scores.state == "trained")]
     for image, score in zip(xrai.image, xrai.score):

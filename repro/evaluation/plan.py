@@ -16,10 +16,13 @@ from __future__ import annotations
 import hashlib
 from dataclasses import dataclass
 
-from repro.evaluation.selection import ImageSelection
-from repro.experiments import Cascade, Roles, Saliency
+from repro.data.dataset import Dataset
+from repro.evaluation.selection import ImageSelection, select_images
+from repro.experiments import Cascade, Evaluation, ModelSpec, Roles, Saliency, TrainSettings
 from repro.io import fingerprint
-from repro.protocol import ORIGINAL
+from repro.layout import RunLayout
+from repro.models.records import model_fingerprint, unusable_model
+from repro.protocol import INCEPTION_STATES, ORIGINAL
 from repro.versions import MAPS_VERSION
 
 LOCALIZER = "LOCALIZER"      # the method name of a localization network's own map
@@ -106,3 +109,66 @@ def map_tasks(dataset: str, needed: dict[tuple[str, str], tuple[str, ...]], loca
                 tasks.append(MapTask(dataset, model, state, method, ids[start:start + saliency.chunk_size],
                                      key, seed, shape))
     return tasks
+
+
+@dataclass
+class MapPlan:
+    """One data set's image selection and the maps the tests need, with their fingerprints."""
+    selection: ImageSelection
+    tasks: list[MapTask]
+    states: dict[str, tuple[str, ...]]
+    localizers: tuple[str, ...]
+    shape: tuple[int, int]      # every map's: the model input's
+
+    def fingerprint(self, model: str, state: str, method: str) -> str:
+        for task in self.tasks:
+            if task.key == (model, state, method):
+                return task.fingerprint
+        raise KeyError(f"no maps planned for {model} / {state} / {method}")
+
+
+def plan_maps(dataset: Dataset, *, layout: RunLayout, models: dict[str, ModelSpec], roles: Roles,
+              localizers: tuple[str, ...], train: dict[str, TrainSettings], evaluation: Evaluation,
+              saliency: Saliency, parameters: dict[str, dict], methods=None, states=None,
+              source: str = "the experiment", retrain: str = "repro train") -> MapPlan:
+    """What the tests need of one data set: selection, chunks of maps, fingerprints. `train`: the
+    training settings by architecture (the models' fingerprints); `source` and `retrain` name the
+    experiment file and the command that trains its models, in errors."""
+    if not roles.replicates:
+        raise ValueError(f"{source}: no classifier to explain: the experiment needs models")
+    selection = select_images(dataset, evaluation)
+    involved = {*roles.replicates, *localizers, *(m for p in (roles.repeatability, roles.reproducibility)
+                                                  for m in (p or ()))}
+    fingerprints, cascade_states = {}, {}
+    for name in involved:
+        spec = models[name]
+        if spec.file is not None:
+            fingerprints[name] = model_fingerprint(spec, None, dataset)
+        else:
+            wanted = model_fingerprint(spec, train[spec.arch], dataset)
+            unusable = unusable_model(layout, dataset.name, name, wanted)
+            if unusable is not None:
+                raise FileNotFoundError(f"{dataset.name}/{name} cannot be used: {unusable} (run: {retrain})")
+            fingerprints[name] = wanted
+    cascade = evaluation.cascade
+    for name in roles.replicates:
+        spec = models[name]
+        if spec.arch == "inception_v3":
+            cascade_states[name] = INCEPTION_STATES
+        else:   # a model of another architecture: its states follow its layers (TensorFlow loaded here)
+            from repro.models.cascade import states_of
+            from repro.models.training import load_trained_model
+            cascade_states[name] = states_of(load_trained_model(layout, dataset.name, spec, size=dataset.size),
+                                             groups=cascade.groups)
+    needed = needed_maps(selection, roles, cascade_states, localizers)
+    shape = (dataset.size, dataset.size)
+    tasks = map_tasks(dataset.name, needed, localizers, fingerprints, parameters, saliency, cascade, shape=shape)
+    if methods is not None:
+        tasks = [t for t in tasks if t.method in methods or t.method == LOCALIZER]
+    if states is not None:
+        known = list(dict.fromkeys(state for model_states in cascade_states.values() for state in model_states))
+        unknown = [state for state in states if state not in known]
+        if unknown:
+            raise ValueError(f"states: unknown {unknown}; the models of {dataset.name} have the states {', '.join(known)}")
+        tasks = [t for t in tasks if t.state in states]
+    return MapPlan(selection, tasks, cascade_states, localizers, shape)

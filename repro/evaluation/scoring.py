@@ -18,20 +18,22 @@ from __future__ import annotations
 import zlib
 from dataclasses import dataclass, field
 from itertools import combinations
+from pathlib import Path
 from typing import Callable
 
 import numpy as np
 import pandas as pd
 
-from repro.evaluation.plan import LOCALIZER
-from repro.evaluation.scores import (as_uint8, edge_control, is_all_nan, oracle_control, paired_ssim,
+from repro.data.dataset import Dataset
+from repro.evaluation.plan import LOCALIZER, MapPlan
+from repro.evaluation.scores import (as_uint8, average_mask, edge_control, is_all_nan, oracle_control, paired_ssim,
                                      random_pair_baseline, utility)
-from repro.evaluation.selection import ImageSelection
+from repro.evaluation.selection import ImageSelection, indices_of
 from repro.experiments import Evaluation, Roles
 from repro.metrics import SsimStats
+from repro.saliency.store import MapStore
 from repro.protocol import (AVG, ORIGINAL, RANDOMIZATION, REPEATABILITY, REPRODUCIBILITY, UTILITY,
-                            DatasetSpec)
-from repro.statistics.cells import pair_label
+                            DatasetSpec, pair_label)
 
 SCORE_COLUMNS = ["dataset", "test", "metric", "group", "model", "state", "image", "score"]
 MapSource = Callable[[str, str, str, tuple], np.ndarray]
@@ -57,6 +59,35 @@ class TruthFor:
     images: dict[str, np.ndarray]            # grey, for the EDGE control
     evidence: dict[str, np.ndarray] | None   # the phantoms' true evidence, for ORACLE
     average_mask: np.ndarray
+
+
+def score_one_dataset(spec: DatasetSpec, dataset: Dataset, plan: MapPlan, maps_dir: Path, roles: Roles,
+                      methods: tuple[str, ...], evaluation: Evaluation) -> tuple[pd.DataFrame, pd.DataFrame, dict]:
+    """One data set's scores from the maps stored in `maps_dir`, its selected images and what could
+    not be scored (arguments by position: a job of an executor's `map`, in any process)."""
+    store = MapStore(maps_dir)
+
+    def maps(model, state, method, ids):
+        return store.stack(model, state, method, ids, plan.fingerprint(model, state, method), shape=plan.shape)
+
+    frame, counts = score_dataset(spec, plan.selection, truth_for(dataset, plan.selection), maps, roles=roles,
+                                  states=plan.states, localizers=plan.localizers, methods=methods,
+                                  evaluation=evaluation)
+    dropped = frame[frame["score"].isna()].groupby(["test", "metric", "group", "model", "state"]).size()
+    degenerate = {"empty_masks": counts.empty_masks, "degenerate_maps": counts.maps,
+                  "dropped_scores": {" / ".join(k): int(v) for k, v in dropped.items()}}
+    return frame, plan.selection.frame(dataset.name), degenerate
+
+
+def truth_for(dataset: Dataset, selection: ImageSelection) -> TruthFor:
+    """The selected images' masks, grey images and evidence, and the average mask of the training
+    and validation images (the AVG baseline)."""
+    rows = indices_of(dataset, selection.all)
+    ids = list(selection.all)
+    fit = np.concatenate([dataset.indices("train"), dataset.indices("val")])
+    return TruthFor(masks=dict(zip(ids, dataset.masks[rows])), images=dict(zip(ids, dataset.pixels(rows))),
+                    evidence=None if dataset.evidence is None else dict(zip(ids, dataset.evidence[rows])),
+                    average_mask=average_mask(dataset.masks[fit]))
 
 
 def score_dataset(dataset: DatasetSpec, selection: ImageSelection, truth: TruthFor, maps: MapSource, *,

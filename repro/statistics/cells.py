@@ -33,8 +33,9 @@ from dataclasses import dataclass, field
 import numpy as np
 import pandas as pd
 
+from repro.experiments import Roles
 from repro.protocol import (AVG, FAIL, LOW, LOW_SSIM, NOT_MEASURED, RANDOMIZATION, REPEATABILITY,
-                            REPRODUCIBILITY, UTILITY, DatasetSpec)
+                            REPRODUCIBILITY, UTILITY, DatasetSpec, pair_label)
 from repro.statistics.mixed import fitted_rows, format_p, mixed_model_contrasts
 
 CELL_DECIMALS = 4
@@ -56,8 +57,15 @@ class ModelChoice:
     localizer_pair: str | None           # the pair of localizers whose SSIM is the high baseline
 
 
-def pair_label(a: str, b: str) -> str:
-    return f"{a}~{b}"
+def main_choice(roles: Roles, localizers: tuple[str, ...]) -> ModelChoice:
+    """The paper's choice of models for the cells: replicate 1 for utility, the roles' pairs, the
+    first localizer of the data set (and the first two's pair for the SSIM high baseline)."""
+    return ModelChoice(
+        utility=roles.replicates[0], replicates=roles.replicates,
+        repeatability=pair_label(*roles.repeatability) if roles.repeatability else None,
+        reproducibility=pair_label(*roles.reproducibility) if roles.reproducibility else None,
+        localizer=localizers[0] if localizers else None,
+        localizer_pair=pair_label(*localizers[:2]) if len(localizers) >= 2 else None)
 
 
 @dataclass
@@ -237,4 +245,4 @@ def verdict_cells(cells: pd.DataFrame) -> pd.DataFrame:
                  & (cells["verdict"] != "")]
 
 
-__all__ = ["CELL_COLUMNS", "FAIL", "ModelChoice", "PostHoc", "pair_label", "result_cells", "verdict_cells"]
+__all__ = ["CELL_COLUMNS", "FAIL", "ModelChoice", "PostHoc", "main_choice", "result_cells", "verdict_cells"]

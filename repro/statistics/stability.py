@@ -30,8 +30,8 @@ from typing import Callable
 import numpy as np
 import pandas as pd
 
-from repro.protocol import DatasetSpec
-from repro.statistics.cells import ModelChoice, PostHoc, pair_label, result_cells, verdict_cells
+from repro.protocol import DatasetSpec, pair_label
+from repro.statistics.cells import ModelChoice, PostHoc, result_cells, verdict_cells
 
 KEY = ["table", "dataset", "method", "column"]
 STABILITY_COLUMNS = ["bootstrap_agreement", "bootstrap_resamples", "replicate_agreement", "replicates", "fragile"]

@@ -4,9 +4,13 @@ data (phantoms made if needed, arrays cached) -> train (finished models kept, st
 -> maps (stored one by one, checked on read) -> scores -> statistics (cells, verdict stability)
 -> tables, figures, grade -> provenance, publish. Scores and everything after them are recomputed
 from the stored maps every time (cheap, and identical for identical maps), except the statistics,
-reused while their scores and settings are unchanged (minutes of resampling). Each stage takes the
-experiment's typed settings and the run layout; none reads the experiment file itself.
-Stages that need TensorFlow import it inside the function, so that light commands start fast.
+reused while their scores and settings are unchanged (minutes of resampling).
+
+This module only wires the stages: the work lives in the stages' packages (repro.data, .models,
+.evaluation, .statistics, .report) and in repro.results; each function here hands them the
+experiment's models, roles, typed settings and run layout, and none reads the experiment file
+itself. What needs TensorFlow is imported inside the function that uses it, so that light commands
+and the driver of a cluster run never start it.
 """
 from __future__ import annotations
 

@@ -14,7 +14,6 @@ and the driver of a cluster run never start it.
 """
 from __future__ import annotations
 
-import hashlib
 import logging
 import os
 from pathlib import Path
@@ -32,10 +31,9 @@ from repro.evaluation.plan import MapPlan
 from repro.evaluation.scoring import SCORE_COLUMNS, score_one_dataset
 from repro.execution import InProcess, executor_for
 from repro.experiments import REPOSITORY, Experiment, TrainSettings, load_experiment, resolved_config
-from repro.io import RunLock, fingerprint, read_json_object, sha256_file, write_json, write_text
+from repro.io import RunLock, read_json_object, write_json, write_text
 from repro.models.jobs import TrainContext
 from repro.models.weights import missing
-from repro.protocol import CONTROLS
 from repro.provenance import StageClock, provenance_record
 from repro.report.compare import compare as compare_runs
 from repro.report.examples import examples_for
@@ -44,15 +42,12 @@ from repro.report.grade import write_grade
 from repro.report.html import comparisons_of, write_html_report, write_provenance_page
 from repro.report.summary import RunReport, check_controls, report_markdown
 from repro.report.tables import write_table
-from repro.results import publish, read_cells, read_cells_file, read_report, read_scores
+from repro.results import publish, read_cells, read_report, read_scores
 from repro.runtime import give_back_memory
-from repro.statistics import cells as statistics_cells
-from repro.statistics import mixed as statistics_mixed
-from repro.statistics import stability as statistics_stability
-from repro.statistics.cells import ModelChoice, PostHoc, result_cells
+from repro.statistics.cells import ModelChoice, PostHoc
 from repro.statistics.cells import main_choice as statistics_choice
 from repro.statistics.export import export_for_r
-from repro.statistics.stability import verdict_stability
+from repro.statistics.run import dataset_cells, run_statistics
 from repro.worker import WORKER
 
 log = logging.getLogger(__name__)
@@ -189,78 +184,30 @@ def main_choice(experiment: Experiment, dataset: str) -> ModelChoice:
     return statistics_choice(experiment.roles, experiment.localizers(dataset))
 
 
+def _choices(experiment: Experiment, datasets=None) -> dict[str, ModelChoice]:
+    """main_choice of each data set (of the experiment's, or of `datasets`)."""
+    return {name: main_choice(experiment, name) for name in (datasets if datasets is not None else experiment.datasets)}
+
+
 def stage_statistics(experiment: Experiment, scores: pd.DataFrame, executor=None, *,
                      progress: bool = True) -> pd.DataFrame:
-    """Every cell of Tables 2-4 with its verdict's stability: results/cells.csv. Reused when the
-    scores, the settings and the statistics code are those that made it (results/statistics.json),
-    since the stability resampling takes minutes and gives the same bits again."""
-    layout = experiment.layout
-    made_from, cells_path = statistics_fingerprint(experiment, scores), layout.result("cells.csv")
-    if cells_path.is_file() and _statistics_made_from(layout) == (made_from, sha256_file(cells_path)):
-        if progress:
-            print("statistics: the scores and settings are unchanged, cells.csv reused", flush=True)
-        return read_cells_file(cells_path)
+    """Every cell of Tables 2-4 with its verdict's stability: results/cells.csv, reused while its
+    scores, settings and code are unchanged (repro.statistics.run)."""
     settings = experiment.settings
-    methods, form = settings.saliency.methods, settings.evaluation.randomization_cells
-    stability, rule = settings.evaluation.stability, settings.evaluation.constant_comparison
-    frames = []
-    for name, spec in experiment.datasets.items():
-        mine, cells = dataset_cells(experiment, scores, name, PostHoc(rule))
-        choice = main_choice(experiment, name)
-        if stability.resamples or len(choice.replicates) > 1:
-            firmness = verdict_stability(mine, cells, spec, choice, methods=methods, form=form,
-                                         resamples=stability.resamples, seed=stability.seed,
-                                         fragile_above=stability.fragile_above, constant_rule=rule,
-                                         run_in_parallel=(executor or InProcess()).map)
-            cells = cells.merge(firmness, on=["table", "dataset", "method", "column"], how="left")
-        frames.append(cells)
-    cells = pd.concat(frames, ignore_index=True)
-    if "fragile" not in cells:
-        cells["fragile"] = False
-    cells["fragile"] = cells["fragile"].astype("boolean").fillna(False).astype(bool)
-    write_text(cells_path, cells.to_csv(index=False))
-    write_json(layout.result("statistics.json"), {"made_from": made_from, "cells_sha256": sha256_file(cells_path)})
-    return cells
-
-
-def statistics_fingerprint(experiment: Experiment, scores: pd.DataFrame) -> str:
-    """What the cells are made from: the scores (their values, not their file), the results'
-    settings and code versions, and the statistics modules' own source (an edit to them that
-    forgets to bump STATISTICS_VERSION still computes the cells again)."""
-    values = pd.util.hash_pandas_object(scores.reset_index(drop=True), index=False).to_numpy()
-    modules = (statistics_mixed, statistics_cells, statistics_stability)
-    source = b"".join(Path(module.__file__).read_bytes() for module in modules)
-    return fingerprint({"scores": hashlib.sha256(values.tobytes()).hexdigest(),
-                        "settings": experiment.results_fingerprint, "code": hashlib.sha256(source).hexdigest()})
-
-
-def _statistics_made_from(layout) -> tuple[str, str] | None:
-    try:
-        record = read_json_object(layout.result("statistics.json"))
-    except ValueError:      # absent or damaged: computed again
-        return None
-    return record.get("made_from"), record.get("cells_sha256")
-
-
-def dataset_cells(experiment: Experiment, scores: pd.DataFrame, name: str, post_hoc: PostHoc
-                  ) -> tuple[pd.DataFrame, pd.DataFrame]:
-    """One data set's scores and its cells of Tables 2-4 (no stability), with the paper's models."""
-    settings = experiment.settings
-    mine = scores[scores["dataset"] == name]
-    controls = tuple(c for c in CONTROLS if c in set(mine["group"]))
-    return mine, result_cells(mine, experiment.datasets[name], main_choice(experiment, name),
-                              methods=settings.saliency.methods, controls=controls,
-                              form=settings.evaluation.randomization_cells, post_hoc=post_hoc)
+    return run_statistics(scores, experiment.datasets, _choices(experiment), methods=settings.saliency.methods,
+                          evaluation=settings.evaluation, results_fingerprint=experiment.results_fingerprint,
+                          layout=experiment.layout, run_in_parallel=(executor or InProcess()).map, progress=progress)
 
 
 def export_statistics(experiment: Experiment, directory: Path) -> Path:
     """The run's families, comparisons and an R script that refits them (repro.statistics.export)."""
-    rule = experiment.settings.evaluation.constant_comparison
-    post_hoc = PostHoc(rule, families=[])
-    scores = read_scores(experiment)
-    for name in experiment.datasets:
-        dataset_cells(experiment, scores, name, post_hoc)
-    return export_for_r(post_hoc.families, rule, directory)
+    evaluation = experiment.settings.evaluation
+    post_hoc = PostHoc(evaluation.constant_comparison, families=[])
+    scores, choices = read_scores(experiment), _choices(experiment)
+    for name, spec in experiment.datasets.items():
+        dataset_cells(scores, spec, choices[name], methods=experiment.settings.saliency.methods,
+                      form=evaluation.randomization_cells, post_hoc=post_hoc)
+    return export_for_r(post_hoc.families, evaluation.constant_comparison, directory)
 
 
 def stage_tables(experiment: Experiment, cells: pd.DataFrame, tables=(2, 3, 4)) -> list[Path]:
@@ -279,7 +226,7 @@ def stage_figures(experiment: Experiment, scores: pd.DataFrame, cells: pd.DataFr
     paths = []
     for number in figures:
         figure = FIGURES[number](scores, cells, examples, datasets=experiment.datasets,
-                                 choices={name: main_choice(experiment, name) for name in datasets},
+                                 choices=_choices(experiment, datasets),
                                  methods=experiment.settings.saliency.methods,
                                  form=experiment.settings.evaluation.randomization_cells)
         paths += save_figure(figure, experiment.layout.results_dir, f"figure{number}")
@@ -292,7 +239,7 @@ def stage_report(experiment: Experiment, scores: pd.DataFrame, cells: pd.DataFra
     provenance record is); returns its index.html."""
     models = experiment.layout.result("models.json")
     return write_html_report(experiment, cells=cells, scores=scores, datasets=datasets, plans=plans,
-                             choices={name: main_choice(experiment, name) for name in datasets}, grade=grade,
+                             choices=_choices(experiment, datasets), grade=grade,
                              models=read_json_object(models) if models.is_file() else {}, progress=progress)
 
 

@@ -16,6 +16,7 @@ from repro.experiments import Experiment, results_fingerprint_of, results_settin
 from repro.io import atomic_folder, read_json_object, sha256_file, write_bytes
 from repro.report.readme import update_readme
 from repro.report.summary import RunReport, check_controls
+from repro.statistics.run import read_cells_file
 from repro.versions import CODE_VERSIONS
 
 
@@ -101,15 +102,6 @@ def read_cells(experiment: Experiment) -> pd.DataFrame:
     """The run's cells.csv (Tables 2-4 in the published schema, with n and stability), made with
     the experiment's current settings."""
     return read_cells_file(current_result(experiment, "cells.csv", "tables"))
-
-
-def read_cells_file(path: Path) -> pd.DataFrame:
-    """A cells.csv as written (the statistics stage reads its own back with this)."""
-    cells = pd.read_csv(path, dtype={"p": str, "verdict": str, "form": str, "comparison": str, "fit": str},
-                        keep_default_na=False, na_values={c: [""] for c in ("mean", "sd", "bootstrap_agreement",
-                                                                           "replicate_agreement", "icc")})
-    cells["fragile"] = cells["fragile"].astype(str) == "True"
-    return cells
 
 
 def read_report(experiment: Experiment) -> RunReport:

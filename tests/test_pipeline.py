@@ -198,8 +198,9 @@ def test_unchanged_scores_reuse_the_statistics_and_changed_ones_do_not(smoke_run
     experiment = load_experiment("smoke", run_dir=tmp_path)
     scores = pd.read_csv(tmp_path / "results" / "scores.csv", dtype={"image": str, "model": str})
     before = (tmp_path / "results" / "cells.csv").read_bytes()
-    real, calls = pipeline.verdict_stability, []
-    monkeypatch.setattr(pipeline, "verdict_stability", lambda *a, **k: calls.append(1) or real(*a, **k))
+    from repro.statistics import run
+    real, calls = run.verdict_stability, []
+    monkeypatch.setattr(run, "verdict_stability", lambda *a, **k: calls.append(1) or real(*a, **k))
     reused = pipeline.stage_statistics(experiment, scores)
     assert calls == [] and "cells.csv reused" in capsys.readouterr().out
     assert (tmp_path / "results" / "cells.csv").read_bytes() == before and len(reused) == len(smoke_run.cells)

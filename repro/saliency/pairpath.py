@@ -18,6 +18,7 @@ import numpy as np
 import saliency.core as pair
 
 from .context import Context
+from .engine import default_conv_layer
 from .gradcam import upsample
 from .integrated import baseline_image
 from .postprocessing import postprocess
@@ -73,8 +74,6 @@ def smooth_integrated_gradients(ctx, images, *, x_steps, baseline, nsamples, std
 
 
 def gradcam(ctx, images, *, layer, resize):
-    from .engine import default_conv_layer
-
     def compute(x, function, args):
         cam = pair.GradCam().GetMask(x, function, args, should_resize=False, three_dims=False)
         if cam.max() > 0:    # PAIR's own normalisation, which it applies only when it resizes

@@ -31,7 +31,7 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_valida
 from repro.io import fingerprint
 from repro.layout import RunLayout
 from repro.protocol import (DATASETS, INCEPTION_STATES, KAGGLE_DATASETS, METHODS, PAPER_METHODS,
-                            DatasetSpec)
+                            SANITY_TESTS, DatasetSpec)
 from repro.versions import CODE_VERSIONS
 
 REPOSITORY = Path(__file__).resolve().parents[1]
@@ -290,6 +290,27 @@ class Stability(_Section):
 Images = Union[Literal["all"], int]
 
 
+class SanityChecks(_Section):
+    """The sanity checks adopted after the paper (docs/sanity-checks.md), scored beside the four
+    tests on the same images and maps; absent (the paper, the demo): none."""
+    tests: list[Literal[SANITY_TESTS]] = Field(min_length=1, description=(
+        "any of emprt, null_maps, localization, average_precision (maps already made), deletion, road "
+        "(model calls on replicate 1's trained maps of the SSIM sample)"))
+    seed: int = Field(0, ge=0, description="the noise maps, ROAD's tie-breaking and imputation noise")
+    deletion_steps: int = Field(32, ge=2, description="pixel steps of the deletion and insertion curves "
+                                                      "(RISE: one row a step, 128 at 128 px)")
+    faithfulness_images: Images = Field("all", description="images of the SSIM sample the deletion, "
+                                                           "insertion and ROAD curves are computed on")
+
+    @model_validator(mode="after")
+    def _distinct(self):
+        if len(set(self.tests)) != len(self.tests):
+            raise ValueError(f"tests lists a test twice: {self.tests}")
+        if self.faithfulness_images != "all" and self.faithfulness_images < 3:
+            raise ValueError(f"faithfulness_images must be 'all' or an integer >= 3, got {self.faithfulness_images!r}")
+        return self
+
+
 class Evaluation(_Section):
     utility_images: Images = Field("all", description="positive test images scored for utility")
     ssim_images: int = Field(100, ge=3, description="the random sample of positive test images for "
@@ -311,6 +332,7 @@ class Evaluation(_Section):
     reproducibility: Optional[list[str]] = Field(None, min_length=2, max_length=2)
     controls: bool = True
     stability: Stability = Stability()
+    sanity: Optional[SanityChecks] = Field(None, description="the checks adopted after the paper; null: none")
 
     @model_validator(mode="after")
     def _caps(self):
@@ -337,6 +359,9 @@ class Runtime(_Section):
     training: TrainingRuntime = TrainingRuntime()
     weights_dir: Optional[str] = Field(None, description="pretrained weights from this folder (repro weights fetch), "
                                                          "never downloaded; null: downloaded on first use")
+    reuse_from: Optional[str] = Field(None, description=(
+        "another run directory (the demo's: runs/demo) whose trained models and maps this run links to "
+        "before its own stages; each is then used only where its fingerprint is this run's, as this run's own"))
 
 
 class ExperimentSettings(_Section):
@@ -527,8 +552,13 @@ def results_fingerprint_of(settings: dict) -> str:
 def results_settings(settings: dict) -> dict:
     """The part of an experiment's settings (a model_dump, or the experiment.json a run wrote) that
     its results are made from: every setting but RUN_ONLY_SETTINGS."""
-    return {key: value for key, value in settings.items()
+    kept = {key: value for key, value in settings.items()
             if key in ExperimentSettings.model_fields and key not in RUN_ONLY_SETTINGS}
+    evaluation = kept.get("evaluation")
+    if isinstance(evaluation, dict) and evaluation.get("sanity") is None:
+        # No sanity checks: the results are those of a run made before they existed (same fingerprint).
+        kept["evaluation"] = {key: value for key, value in evaluation.items() if key != "sanity"}
+    return kept
 
 
 def settings_changes(before: dict, now: dict, *, prefix: str = "") -> list[str]:

@@ -122,6 +122,51 @@ def check_model_files(experiment: Experiment) -> list[dict]:
     return records
 
 
+# What runtime.reuse_from links of another run directory: the phantoms (their files' times are part of
+# the data's fingerprint, so phantoms made again would make every model stale), the decoded arrays,
+# the trained models and the maps (repro.layout).
+REUSED_FOLDERS = ("data", "cache", "models", "maps")
+
+
+def link_reused_run(experiment: Experiment, *, progress: bool = True) -> int:
+    """runtime.reuse_from: hard links (copies across file systems) to the data, trained models and
+    maps of another run directory, for every file this run does not have. Nothing is trusted for
+    being there: a model or map is used only where its fingerprint is the one this run wants (as
+    this run's own files are checked), else trained or computed again. The kit replaces every file
+    it writes (io.atomic_path), so a linked file is never written through. Returns the files linked."""
+    import os
+    source = experiment.settings.runtime.reuse_from
+    if source is None:
+        return 0
+    root = experiment.resolve(source)
+    if root.resolve() == experiment.layout.root.resolve():
+        return 0
+    if not root.is_dir():
+        if progress:
+            print(f"reuse_from: {root} does not exist; this run makes its own data, models and maps", flush=True)
+        return 0
+    linked = 0
+    for folder in REUSED_FOLDERS:
+        theirs, mine = root / folder, experiment.layout.root / folder
+        for path in sorted(theirs.rglob("*")) if theirs.is_dir() else []:
+            relative = path.relative_to(theirs)
+            if not path.is_file() or path.is_symlink() or any(part.endswith(".partial") or part.startswith(".")
+                                                              for part in relative.parts):
+                continue
+            target = mine / relative
+            if target.exists():
+                continue
+            target.parent.mkdir(parents=True, exist_ok=True)
+            try:
+                os.link(path, target)
+            except OSError:     # another file system: a copy, written whole (its new time makes the data new)
+                write_bytes(target, path.read_bytes())
+            linked += 1
+    if progress:
+        print(f"reuse_from: {linked} files of data, models and maps linked from {root}", flush=True)
+    return linked
+
+
 def stage_train(experiment: Experiment, executor, *, only: str | None = None, progress: bool = True) -> list[dict]:
     """Train the kit's models (finished ones are kept); the records of those and of the user's
     model files."""
@@ -335,6 +380,130 @@ def export_statistics(experiment: Experiment, directory: Path) -> Path:
     return export_for_r(post_hoc.families, rule, directory)
 
 
+def stage_sanity(experiment: Experiment, datasets: dict[str, Dataset], plans: dict[str, MapPlan], executor=None, *,
+                 progress: bool = True) -> tuple[pd.DataFrame, pd.DataFrame] | None:
+    """The sanity checks of evaluation.sanity (none: None): per-image scores (results/sanity_scores.csv)
+    and their cells with bootstrap stability (results/sanity_cells.csv). Checks on stored maps are
+    scored here; the faithfulness checks' model calls are units of work (one group of one test on
+    one data set), each stored in the run's sanity/ folder with what it was made from, so that a
+    killed run resumes and a cluster runs them side by side."""
+    from repro.evaluation.sanity import sanity_scores
+    from repro.statistics.sanity import sanity_cells, sanity_stability
+    evaluation = experiment.settings.evaluation
+    if evaluation.sanity is None:
+        return None
+    from repro.saliency.store import MapStore
+    frames = []
+    for name, dataset in datasets.items():
+        plan = plans[name]
+        store = MapStore(experiment.layout.maps_dir(name))
+
+        def maps(model, state, method, ids, plan=plan, store=store):
+            return store.stack(model, state, method, ids, plan.fingerprint(model, state, method), shape=plan.shape)
+
+        frames.append(sanity_scores(experiment.datasets[name], plan.selection, _truth(dataset, plan.selection), maps,
+                                    roles=experiment.roles, states=plan.states, localizers=plan.localizers,
+                                    methods=experiment.settings.saliency.methods, evaluation=evaluation,
+                                    shape=plan.shape))
+    frames += _faithfulness(experiment, datasets, plans, executor or InProcess(), progress=progress)
+    scores = pd.concat(frames, ignore_index=True)[SCORE_COLUMNS]
+    write_text(experiment.layout.result("sanity_scores.csv"), scores.to_csv(index=False))
+    stability, rule = evaluation.stability, evaluation.constant_comparison
+    cells = []
+    for name, spec in experiment.datasets.items():
+        mine = scores[scores["dataset"] == name]
+        controls = tuple(g for g in (*CONTROLS, "NOISE") if g in set(mine["group"]))
+        choice = main_choice(experiment, name)
+        found = sanity_cells(mine, spec, choice, methods=experiment.settings.saliency.methods, controls=controls,
+                             post_hoc=PostHoc(rule))
+        if stability.resamples:
+            firmness = sanity_stability(mine, found, spec, choice, methods=experiment.settings.saliency.methods,
+                                        controls=controls, resamples=stability.resamples, seed=stability.seed,
+                                        fragile_above=stability.fragile_above, constant_rule=rule)
+            found = found.merge(firmness, on=["test", "dataset", "method", "column"], how="left")
+        cells.append(found)
+    cells = pd.concat(cells, ignore_index=True)
+    if "fragile" not in cells:
+        cells["fragile"] = False
+    cells["fragile"] = cells["fragile"].astype("boolean").fillna(False).astype(bool)
+    return scores, cells
+
+
+def _faithfulness(experiment: Experiment, datasets: dict[str, Dataset], plans: dict[str, MapPlan], executor, *,
+                  progress: bool) -> list[pd.DataFrame]:
+    """The deletion / insertion and ROAD scores of replicate 1's trained maps: a job per (data set,
+    test, group), reused from the run's sanity/ folder when made from the same maps and settings."""
+    from repro.evaluation.sanity import FAITHFULNESS_TESTS, NOISE, faithfulness_images, null_maps
+    from repro.evaluation.scoring import _controls
+    sanity = experiment.settings.evaluation.sanity
+    tests = [test for test in FAITHFULNESS_TESTS if test in sanity.tests]
+    if not tests:
+        return []
+    from repro.saliency.store import MapStore
+    from repro.versions import MAPS_VERSION
+    jobs, methods = [], experiment.settings.saliency.methods
+    for name, dataset in datasets.items():
+        plan, replicate = plans[name], experiment.roles.replicates[0]
+        ids = faithfulness_images(plan.selection, sanity)
+        store = MapStore(experiment.layout.maps_dir(name))
+        truth = _truth(dataset, plan.selection)
+        controls = _controls(plan.selection, truth) if experiment.settings.evaluation.controls else {}
+        model_key = plan.fingerprint(replicate, ORIGINAL, methods[0])   # covers the model's own fingerprint
+        for group in [*methods, *controls, NOISE]:
+            if group in methods:
+                smaps = store.stack(replicate, ORIGINAL, group, ids, plan.fingerprint(replicate, ORIGINAL, group),
+                                    shape=plan.shape)
+            elif group in controls:
+                smaps = controls[group](ids)
+            else:
+                smaps = null_maps(sanity.seed, plan.shape)[group](replicate, ORIGINAL, ids)
+            for test in tests:
+                made_from = fingerprint({"test": test, "group": group, "ids": list(ids), "model": model_key,
+                                         "maps": hashlib.sha256(np.ascontiguousarray(smaps).tobytes()).hexdigest(),
+                                         "sanity": sanity.model_dump(mode="json"), "version": MAPS_VERSION})
+                jobs.append((map_context(experiment), sanity, name, test, group, replicate, ids, smaps, made_from,
+                             str(experiment.layout.sanity_dir(name) / f"{test}-{group}.json")))
+    return executor.map(faithfulness_job, jobs, progress="faithfulness" if progress else None)
+
+
+def faithfulness_job(context, sanity, dataset_name: str, test: str, group: str, model_name: str, ids, smaps, made_from: str,
+                     path: str) -> pd.DataFrame:
+    """One group's faithfulness scores, read from `path` when it holds them for `made_from`, else
+    computed with the model's trained weights (repro.models.resident) and written there."""
+    from repro.evaluation.maps import _dataset, _resident
+    from repro.evaluation.sanity import faithfulness_scores
+    try:
+        stored = read_json_object(Path(path))
+        if stored.get("made_from") == made_from:
+            return pd.DataFrame(stored["rows"], columns=SCORE_COLUMNS)
+    except ValueError:      # absent or damaged: computed again
+        pass
+    resident = _resident(context)
+    dataset = _dataset(context, resident, dataset_name)
+    images = dataset.model_inputs(indices_of(dataset, ids))
+    model = resident.models.get(dataset_name, model_name)
+
+    def logits(batch):
+        return np.asarray(model(batch, training=False))
+
+    frame = faithfulness_scores(dataset_name, test, group, model_name, ids, images, smaps, logits,
+                                sanity, batch_size=context.saliency.batch_size or 16)
+    write_json(Path(path), {"made_from": made_from, "rows": frame.to_numpy().tolist()})
+    return frame
+
+
+def stage_sanity_report(experiment: Experiment, scores: pd.DataFrame, cells: pd.DataFrame,
+                        main_cells: pd.DataFrame) -> str:
+    """The sanity checks' tables (results/table_sanity.md, sanity_cells.csv) and figures
+    (figure_sanity_<check>.png|pdf); returns report.md's section."""
+    from repro.report.sanity import sanity_figures, sanity_section, write_sanity_tables
+    out = experiment.layout.results_dir
+    write_sanity_tables(cells, out, datasets=experiment.datasets)
+    sanity_figures(scores, cells, out, datasets=experiment.datasets, methods=experiment.settings.saliency.methods,
+                   choices={name: main_choice(experiment, name) for name in experiment.datasets})
+    return sanity_section(cells, main_cells, datasets=experiment.datasets)
+
+
 def stage_tables(experiment: Experiment, cells: pd.DataFrame, tables=(2, 3, 4)) -> list[Path]:
     from repro.report.tables import write_table
     paths = []
@@ -434,6 +603,7 @@ def _run_stages(experiment: Experiment, clock: StageClock, cluster: str | None, 
     write_json(layout.settings_file, resolved_config(experiment))
     with clock.stage("data"):
         say(f"data: experiment {experiment.name}, run directory {layout.root}")
+        link_reused_run(experiment, progress=progress)
         stage_data(experiment, progress=progress)
     with executor_for(cluster, progress=progress, workers=experiment.settings.runtime.threads or 1) as executor:
         with clock.stage("train"):
@@ -453,13 +623,21 @@ def _run_stages(experiment: Experiment, clock: StageClock, cluster: str | None, 
         with clock.stage("statistics"):
             say("statistics and verdict stability")
             cells = stage_statistics(experiment, scores, executor, progress=progress)
+        sanity = None
+        if experiment.settings.evaluation.sanity is not None:
+            with clock.stage("sanity"):
+                say("sanity checks adopted after the paper")
+                sanity = stage_sanity(experiment, datasets, plans, executor, progress=progress)
     with clock.stage("report"):
         say("tables, figures, grade, HTML report")
         stage_tables(experiment, cells)
         stage_figures(experiment, scores, cells, datasets, plans)
         grade = stage_grade(experiment, cells)
         report = RunReport(experiment, cells, grade, check_controls(cells), models=models)
-        write_text(layout.result("report.md"), report_markdown(report))
+        markdown = report_markdown(report)
+        if sanity is not None:
+            markdown += "\n" + stage_sanity_report(experiment, *sanity, cells)
+        write_text(layout.result("report.md"), markdown)
         stage_report(experiment, scores, cells, datasets, plans, grade, progress=progress)
     report.provenance = provenance_record(experiment, clock, cluster=cluster, repository=REPOSITORY)
     write_json(layout.provenance_file, report.provenance)

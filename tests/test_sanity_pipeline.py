@@ -1,0 +1,249 @@
+"""The sanity checks through the pipeline (issue 29, phase 2): per-image scores from maps with known
+answers, their cells and verdicts through the mixed model, the faithfulness unit of work on a model
+whose probability is known, the report's tables and section, the schema and the reuse of a run."""
+import numpy as np
+import pandas as pd
+import pytest
+
+from repro.evaluation.sanity import CONSTANT, NOISE, faithfulness_scores, sanity_scores
+from repro.evaluation.scoring import TruthFor
+from repro.evaluation.selection import ImageSelection
+from repro.experiments import ExperimentError, load_experiment, results_settings
+from repro.metrics import auprc
+from repro.protocol import (AVERAGE_PRECISION, DELETION, EMPRT, FAIL, LOCALIZATION, NOT_MEASURED, NULL_MAPS, PASS,
+                            ROAD, KAGGLE_DATASETS)
+from repro.sanity import ROAD_FRACTIONS, deletion_curve
+from repro.statistics.cells import ModelChoice, PostHoc
+from repro.statistics.sanity import sanity_cells
+
+SIZE, N = 16, 8
+SIIM = KAGGLE_DATASETS["siim"]
+
+
+def planted():
+    """N images whose finding is a square at a different place in each. GOOD's map is the mask in
+    the trained model and seeded noise in the fully randomized one (a map that follows the weights);
+    BAD's is a fixed ramp in both states (a map that ignores the weights)."""
+    ids = tuple(f"img{i}" for i in range(N))
+    masks, noise = {}, {}
+    rng = np.random.default_rng(0)
+    for k, image_id in enumerate(ids):
+        mask = np.zeros((SIZE, SIZE), bool)
+        mask[k:k + 5, 2 * (k % 4):2 * (k % 4) + 5] = True
+        masks[image_id] = mask
+        noise[image_id] = rng.random((SIZE, SIZE)).astype(np.float32)
+    ramp = np.linspace(0, 1, SIZE * SIZE, dtype=np.float32).reshape(SIZE, SIZE)
+
+    def maps(model, state, method, image_ids):
+        if method == "GOOD":
+            return np.stack([masks[i].astype(np.float32) if state == "original" else noise[i] for i in image_ids])
+        if method == "BAD":
+            return np.stack([ramp for _ in image_ids])
+        if method == "LOCALIZER":
+            return np.stack([masks[i].astype(np.float32) for i in image_ids])
+        raise KeyError(method)
+
+    truth = TruthFor(masks=masks, images={i: ramp for i in ids}, evidence=None,
+                     average_mask=np.mean([masks[i] for i in ids], axis=0))
+    return ids, ImageSelection(ids, ids, ids[:2]), truth, maps
+
+
+def experiment_settings(tests):
+    return load_experiment("smoke", overrides=[f"evaluation.sanity.tests=[{', '.join(tests)}]",
+                                               "evaluation.controls=false"])
+
+
+@pytest.fixture(scope="module")
+def scored():
+    ids, selection, truth, maps = planted()
+    experiment = experiment_settings([EMPRT, NULL_MAPS, LOCALIZATION, AVERAGE_PRECISION])
+    roles = experiment.roles
+    states = {r: ("original", "logits", "mixed1") for r in roles.replicates}
+    scores = sanity_scores(SIIM, selection, truth, maps, roles=roles, states=states, localizers=("unet_r1",),
+                           methods=["GOOD", "BAD"], evaluation=experiment.settings.evaluation, shape=(SIZE, SIZE))
+    choice = ModelChoice(utility=roles.replicates[0], replicates=roles.replicates, repeatability=None,
+                         reproducibility=None, localizer="unet_r1", localizer_pair=None)
+    return ids, truth, scores, choice, sanity_cells(scores, SIIM, choice, methods=["GOOD", "BAD"], controls=(NOISE,))
+
+
+def values(scores, test, metric, group, **where):
+    rows = scores[(scores.test == test) & (scores.metric == metric) & (scores.group == group)]
+    for column, value in where.items():
+        rows = rows[rows[column] == value]
+    return rows["score"].to_numpy()
+
+
+def cell(cells, test, method, column):
+    row = cells[(cells.test == test) & (cells.method == method) & (cells.column == column)]
+    assert len(row) == 1, (test, method, column)
+    return row.iloc[0]
+
+
+def test_emprt_scores_a_map_that_ignores_the_weights_zero_and_one_that_follows_them_above(scored):
+    _, _, scores, _, cells = scored
+    assert np.all(values(scores, EMPRT, "emprt", "BAD") == 0.0)           # the same map in both states
+    assert np.all(values(scores, EMPRT, "emprt", "GOOD") > 1.0)           # two levels -> noise: entropy rises
+    assert np.all(np.abs(values(scores, EMPRT, "emprt", NOISE)) < 0.05)   # noise -> noise
+    assert cell(cells, EMPRT, "GOOD", "P_Zero").verdict == PASS
+    assert cell(cells, EMPRT, "BAD", "P_Zero").verdict != PASS
+    assert cell(cells, EMPRT, NOISE, "P_Zero").verdict != PASS
+
+
+def test_null_maps_fail_the_randomization_test(scored):
+    _, _, scores, _, cells = scored
+    fully = scores[(scores.test == NULL_MAPS) & (scores.state != "baseline")]
+    assert np.allclose(fully.loc[fully.group == CONSTANT, "score"], 1.0)       # SSIM of a constant with itself
+    assert np.allclose(values(scores, NULL_MAPS, "ssim", CONSTANT, state="baseline"), 1.0)
+    noise = fully.loc[fully.group == NOISE, "score"]
+    assert 0.0 < noise.mean() < 0.06        # the similarity "falls" (Binder et al.'s reading: a pass) ...
+    assert cell(cells, NULL_MAPS, CONSTANT, "P_Randomization").verdict != PASS
+    assert cell(cells, NULL_MAPS, NOISE, "P_Randomization").verdict != PASS   # ... but not below its baseline
+    assert cell(cells, NULL_MAPS, NOISE, "FullyRandomized")["mean"] == pytest.approx(noise.mean(), abs=1e-4)
+
+
+def test_localization_of_a_map_equal_to_the_mask(scored):
+    ids, truth, scores, _, cells = scored
+    assert np.all(values(scores, LOCALIZATION, "iou_otsu", "GOOD") == 1.0)
+    assert np.all(values(scores, LOCALIZATION, "hit", "GOOD") == 1.0)
+    assert np.all(values(scores, AVERAGE_PRECISION, "ap", "GOOD") == 1.0)
+    average = values(scores, AVERAGE_PRECISION, "ap", "AVG")
+    assert average == pytest.approx([auprc(truth.masks[i], truth.average_mask, method="average_precision") for i in ids])
+    assert cell(cells, LOCALIZATION, "GOOD", "IoU")["mean"] == 1.0
+    assert cell(cells, LOCALIZATION, "GOOD", "P_IoU_AVG").verdict == PASS
+    assert cell(cells, LOCALIZATION, "GOOD", "P_Hit_AVG").verdict == PASS
+    # the localizer's map is the mask too: no difference from it
+    assert cell(cells, LOCALIZATION, "GOOD", "P_IoU_High").verdict not in (PASS, FAIL)
+    # the ramp's maximum is the last pixel, outside every mask: no hit
+    assert np.all(values(scores, LOCALIZATION, "hit", "BAD") == 0.0)
+    assert cell(cells, LOCALIZATION, "BAD", "P_Hit_High").verdict == FAIL
+
+
+def test_cells_resampled_keep_their_verdicts_when_they_are_clear(scored):
+    from repro.statistics.sanity import sanity_stability
+    _, _, scores, choice, cells = scored
+    firm = sanity_stability(scores, cells, SIIM, choice, methods=["GOOD", "BAD"], controls=(NOISE,), resamples=5,
+                            seed=0, fragile_above=0.1)
+    row = firm[(firm.test == EMPRT) & (firm.method == "GOOD")].iloc[0]
+    assert row.bootstrap_agreement == 1.0 and row.bootstrap_resamples == 5 and not row.fragile
+
+
+def region_logits(region):
+    """Logits (0, logit(p)) with p the mean of the image's first channel over `region`: the softmax
+    probability of class 1 is that mean, clipped to [1e-6, 1 - 1e-6]."""
+    def logits(batch):
+        p = np.clip(batch[:, region[0], region[1], 0].reshape(len(batch), -1).mean(axis=1), 1e-6, 1 - 1e-6)
+        return np.stack([np.zeros(len(batch)), np.log(p / (1 - p))], axis=1)
+    return logits
+
+
+def test_deletion_of_the_model_s_own_region_by_hand():
+    """4 x 4 ones, the model the mean of a 2 x 2 region: the map equal to the region deletes it in the
+    first of 4 steps (curve 1, 0, 0, 0, 0: AUC 0.125); the reversed map last (AUC 0.875)."""
+    sanity = experiment_settings([DELETION]).settings.evaluation.sanity.model_copy(update={"deletion_steps": 4})
+    region = (slice(0, 2), slice(0, 2))
+    image = np.ones((4, 4, 3), np.float32)
+    smap = np.zeros((4, 4), np.float32)
+    smap[region] = 1.0
+    frame = faithfulness_scores("siim", DELETION, "G", "m", ["a", "b"], np.stack([image, image]),
+                                np.stack([smap, 1 - smap]), region_logits(region), sanity)
+    deletion = frame[frame.metric == "deletion_auc"].score.to_numpy()
+    assert deletion == pytest.approx([0.125, 0.875], abs=1e-5)
+    # the same as the curve itself with the class's probability
+    direct = deletion_curve(image, smap, lambda b: np.clip(b[:, :2, :2, 0].reshape(len(b), -1).mean(axis=1),
+                                                           1e-6, 1 - 1e-6), 4).auc
+    assert deletion[0] == pytest.approx(direct, abs=1e-9)
+    assert set(frame.metric) == {"deletion_auc", "insertion_auc"} and set(frame.image) == {"a", "b"}
+
+
+def test_road_gap_of_a_bright_square_and_its_own_map():
+    """A bright square (10% of the pixels) on black, the model its mean brightness: MoRF removes it at
+    the first fraction (imputed from black: about 0), LeRF keeps it to the last (1): the gap is about 1,
+    and the reversed map's about -1."""
+    sanity = experiment_settings([ROAD]).settings.evaluation.sanity
+    image = np.zeros((10, 10, 3), np.float32)
+    region = (slice(2, 4), slice(2, 7))
+    image[region] = 255.0
+    smap = (image[..., 0] > 0).astype(np.float32)
+
+    def logits(batch):
+        p = np.clip(batch[:, region[0], region[1], 0].reshape(len(batch), -1).mean(axis=1) / 255.0, 1e-6, 1 - 1e-6)
+        return np.stack([np.zeros(len(batch)), np.log(p / (1 - p))], axis=1)
+
+    frame = faithfulness_scores("siim", ROAD, "G", "m", ["a", "b"], np.stack([image, image]),
+                                np.stack([smap, 1 - smap]), logits, sanity)
+    gap = frame[frame.metric == "road_gap"].score.to_numpy()
+    assert gap[0] > 0.95 and gap[1] < -0.95
+    assert len(ROAD_FRACTIONS) == 9
+
+
+def test_faithfulness_of_a_nan_map_is_nan_without_model_calls():
+    sanity = experiment_settings([DELETION]).settings.evaluation.sanity
+    calls = []
+
+    def logits(batch):
+        calls.append(len(batch))
+        return np.zeros((len(batch), 2))
+
+    frame = faithfulness_scores("siim", DELETION, "G", "m", ["a"], np.ones((1, 8, 8, 3), np.float32),
+                                np.full((1, 8, 8), np.nan, np.float32), logits, sanity)
+    assert frame.score.isna().all() and calls == [1]     # the predicted class only
+
+
+def test_schema_sanity_off_in_the_paper_and_the_demo_on_in_extended():
+    for name in ("paper", "demo", "smoke", "rehearsal"):
+        assert load_experiment(name).settings.evaluation.sanity is None
+    extended = load_experiment("extended")
+    assert set(extended.settings.evaluation.sanity.tests) == {EMPRT, NULL_MAPS, LOCALIZATION, AVERAGE_PRECISION,
+                                                              DELETION, ROAD}
+    demo = load_experiment("demo")
+    # the same models: every setting the models are made from is the demo's
+    for key in ("data", "models", "train", "saliency"):
+        assert getattr(extended.settings, key) == getattr(demo.settings, key)
+    # results of runs made before the checks existed keep their fingerprint
+    dump = demo.settings.model_dump(mode="json")
+    del dump["evaluation"]["sanity"]
+    assert results_settings(dump) == results_settings(demo.settings.model_dump(mode="json"))
+    with pytest.raises(ExperimentError, match="evaluation.sanity.tests"):
+        load_experiment("smoke", overrides=["evaluation.sanity.tests=[emprt, smprt]"])
+    with pytest.raises(ExperimentError, match="twice"):
+        load_experiment("smoke", overrides=["evaluation.sanity.tests=[emprt, emprt]"])
+
+
+def test_reuse_links_what_is_absent_and_skips_partial_training(tmp_path, capsys):
+    from repro.pipeline import link_reused_run
+    source = tmp_path / "source"
+    for relative in ("models/siim/a.keras", "models/siim/a.partial/epoch.keras", "maps/siim/m/original/GRAD/x.npz",
+                     "data/siim/train-rle.csv", "results/table2.csv", "models/siim/b.json"):
+        (source / relative).parent.mkdir(parents=True, exist_ok=True)
+        (source / relative).write_text(relative)
+    run = tmp_path / "run"
+    (run / "models/siim").mkdir(parents=True)
+    (run / "models/siim/b.json").write_text("mine")
+    experiment = load_experiment("smoke", run_dir=run, overrides=[f"runtime.reuse_from={source}"])
+    assert link_reused_run(experiment, progress=False) == 3
+    assert (run / "models/siim/a.keras").stat().st_ino == (source / "models/siim/a.keras").stat().st_ino
+    assert (run / "models/siim/b.json").read_text() == "mine"          # never replaced
+    assert not (run / "models/siim/a.partial").exists() and not (run / "results").exists()
+    assert (run / "maps/siim/m/original/GRAD/x.npz").is_file() and (run / "data/siim/train-rle.csv").is_file()
+    missing = load_experiment("smoke", run_dir=run, overrides=[f"runtime.reuse_from={tmp_path / 'nowhere'}"])
+    assert link_reused_run(missing) == 0 and "does not exist" in capsys.readouterr().out
+
+
+def test_report_counts_the_verdicts_average_precision_moves(scored):
+    from repro.report.sanity import ap_moves, render_sanity_table, sanity_section
+    _, _, _, _, cells = scored
+    main = pd.DataFrame([[3, "siim", "GOOD", "P_AVG", FAIL], [3, "siim", "GOOD", "P_High", NOT_MEASURED],
+                         [3, "siim", "BAD", "P_AVG", cell(cells, AVERAGE_PRECISION, "BAD", "P_AP_AVG").verdict]],
+                        columns=["table", "dataset", "method", "column", "verdict"])
+    moved, compared, which = ap_moves(cells, main)
+    assert (moved, compared) == (1, 2) and which == [f"siim GOOD P_AVG: {FAIL} -> {PASS}"]
+    section = sanity_section(cells, main, datasets=KAGGLE_DATASETS)
+    assert "moves 1 of 2" in section and "every null map failed" in section
+    table = render_sanity_table(cells, LOCALIZATION, KAGGLE_DATASETS)
+    assert table.iloc[0, 0] == SIIM.title and "GOOD" in set(table.iloc[:, 0])
+
+
+def test_cells_are_deterministic(scored):
+    _, _, scores, choice, cells = scored
+    again = sanity_cells(scores, SIIM, choice, methods=["GOOD", "BAD"], controls=(NOISE,), post_hoc=PostHoc())
+    pd.testing.assert_frame_equal(cells, again)

@@ -29,7 +29,7 @@ from repro.experiments import (REPOSITORY, Experiment, resolved_config, resolved
                                results_settings, settings_changes)
 from repro.io import (RunLock, atomic_folder, fingerprint, read_json_object, sha256_file, write_bytes, write_json,
                       write_text)
-from repro.protocol import CONTROLS, INCEPTION_STATES
+from repro.protocol import CONTROLS, INCEPTION_STATES, ORIGINAL
 from repro.provenance import StageClock, provenance_record
 from repro.report.summary import RunReport, check_controls, report_markdown
 from repro.runtime import give_back_memory

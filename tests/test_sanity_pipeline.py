@@ -247,3 +247,41 @@ def test_cells_are_deterministic(scored):
     _, _, scores, choice, cells = scored
     again = sanity_cells(scores, SIIM, choice, methods=["GOOD", "BAD"], controls=(NOISE,), post_hoc=PostHoc())
     pd.testing.assert_frame_equal(cells, again)
+
+
+def test_the_sanity_stage_on_the_smoke_run_resumes_its_model_calls(smoke_run, tmp_path, monkeypatch):
+    """Every check through the stage on the smoke run's models and maps: scores for both data sets,
+    a unit file per (test, group) of model calls, read back instead of computed on a second run
+    (the computation is replaced by one that fails) with the same scores; tables, figures, section."""
+    from repro import pipeline
+    from repro.data.prepare import prepare_data
+    from tests.helpers import copy_run
+    run = copy_run(smoke_run, tmp_path / "run", parts=("data", "cache", "models", "maps"))
+    tests = [EMPRT, NULL_MAPS, LOCALIZATION, AVERAGE_PRECISION, DELETION, ROAD]
+    experiment = load_experiment("smoke", run_dir=run, overrides=[
+        f"evaluation.sanity.tests=[{', '.join(tests)}]", "evaluation.sanity.deletion_steps=4",
+        "evaluation.sanity.faithfulness_images=3", "evaluation.stability.resamples=3"])
+    datasets = prepare_data(experiment, progress=False)
+    plans = {name: pipeline.plan_maps(experiment, dataset) for name, dataset in datasets.items()}
+    scores, cells = pipeline.stage_sanity(experiment, datasets, plans, progress=False)
+    assert {(d, t) for d, t in zip(scores.dataset, scores.test)} == {(d, t) for d in datasets for t in tests}
+    units = sorted(p.name for p in (run / "sanity" / "siim").iterdir())
+    assert "deletion-GRAD.json" in units and "road-NOISE.json" in units and "road-EDGE.json" in units
+    faithful = scores[scores.test.isin([DELETION, ROAD]) & (scores.group == "GRAD")]
+    assert faithful.score.notna().all() and set(faithful.image) == set(plans["siim"].selection.sample[:3]) | set(
+        plans["rsna"].selection.sample[:3])
+    assert (cells[(cells.test == NULL_MAPS) & cells.column.eq("P_Randomization")].verdict != PASS).all()
+
+    def refuse(*args, **kwargs):
+        raise AssertionError("a unit of model calls was computed again")
+
+    monkeypatch.setattr("repro.evaluation.sanity.faithfulness_scores", refuse)
+    again, cells_again = pipeline.stage_sanity(experiment, datasets, plans, progress=False)
+    pd.testing.assert_frame_equal(scores, again)
+    pd.testing.assert_frame_equal(cells, cells_again)
+    main = pd.DataFrame(columns=["table", "dataset", "method", "column", "verdict"])
+    section = pipeline.stage_sanity_report(experiment, scores, cells, main)
+    assert section.startswith("## Sanity checks adopted after the paper")
+    results = experiment.layout.results_dir
+    for name in ("table_sanity.md", "sanity_cells.csv", "figure_sanity_emprt.png", "figure_sanity_road.pdf"):
+        assert (results / name).is_file(), name

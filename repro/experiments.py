@@ -294,8 +294,8 @@ class SanityChecks(_Section):
     """The sanity checks adopted after the paper (docs/sanity-checks.md), scored beside the four
     tests on the same images and maps; absent (the paper, the demo): none."""
     tests: list[Literal[SANITY_TESTS]] = Field(min_length=1, description=(
-        "any of emprt, null_maps, localization, average_precision (maps already made), deletion, road "
-        "(model calls on replicate 1's trained maps of the SSIM sample)"))
+        "any of emprt, null_maps, localization, average_precision (maps already made), random_logit "
+        "(maps of the other class), deletion, road (model calls on replicate 1's trained maps of the SSIM sample)"))
     seed: int = Field(0, ge=0, description="the noise maps, ROAD's tie-breaking and imputation noise")
     deletion_steps: int = Field(32, ge=2, description="pixel steps of the deletion and insertion curves "
                                                       "(RISE: one row a step, 128 at 128 px)")

@@ -405,6 +405,7 @@ def stage_sanity(experiment: Experiment, datasets: dict[str, Dataset], plans: di
                                     roles=experiment.roles, states=plan.states, localizers=plan.localizers,
                                     methods=experiment.settings.saliency.methods, evaluation=evaluation,
                                     shape=plan.shape))
+    frames += _random_logit(experiment, plans, executor or InProcess(), progress=progress)
     frames += _faithfulness(experiment, datasets, plans, executor or InProcess(), progress=progress)
     scores = pd.concat(frames, ignore_index=True)[SCORE_COLUMNS]
     write_text(experiment.layout.result("sanity_scores.csv"), scores.to_csv(index=False))
@@ -466,18 +467,93 @@ def _faithfulness(experiment: Experiment, datasets: dict[str, Dataset], plans: d
     return executor.map(faithfulness_job, jobs, progress="faithfulness" if progress else None)
 
 
+def _random_logit(experiment: Experiment, plans: dict[str, MapPlan], executor, *, progress: bool
+                  ) -> list[pd.DataFrame]:
+    """The random-logit test's maps of the other class and their SSIM with the stored maps of the
+    predicted class: replicate 1's trained model on the SSIM sample, a job per (data set, method),
+    reused from the run's sanity/ folder when made from the same maps and settings."""
+    from repro.evaluation.plan import noise_seed
+    from repro.evaluation.sanity import OTHER_CLASS
+    from repro.protocol import RANDOM_LOGIT
+    from repro.saliency.store import MapStore
+    from repro.versions import MAPS_VERSION
+    settings = experiment.settings
+    if RANDOM_LOGIT not in settings.evaluation.sanity.tests:
+        return []
+    jobs, saliency = [], settings.saliency
+    params = resolved_parameters(saliency)
+    for name, plan in plans.items():
+        replicate, ids = experiment.roles.replicates[0], plan.selection.sample
+        store = MapStore(experiment.layout.maps_dir(name))
+        seed = noise_seed(saliency.seed, saliency.noise, replicate, OTHER_CLASS)
+        for method in saliency.methods:
+            key = plan.fingerprint(replicate, ORIGINAL, method)
+            predicted = store.stack(replicate, ORIGINAL, method, ids, key, shape=plan.shape)
+            made_from = fingerprint({"test": RANDOM_LOGIT, "maps": key, "ids": list(ids), "seed": seed,
+                                     "params": params[method], "sanity_seed": settings.evaluation.sanity.seed,
+                                     "data_range": settings.evaluation.ssim_data_range, "version": MAPS_VERSION})
+            jobs.append((map_context(experiment), name, method, replicate, ids, predicted, seed,
+                         settings.evaluation.sanity.seed, settings.evaluation.ssim_data_range, made_from,
+                         str(experiment.layout.sanity_dir(name) / f"{RANDOM_LOGIT}-{method}.json")))
+    return executor.map(random_logit_job, jobs, progress="random logit" if progress else None)
+
+
+def random_logit_job(context, dataset_name: str, method: str, model_name: str, ids, predicted_maps, seed: int,
+                     class_seed: int, data_range: float, made_from: str, path: str) -> pd.DataFrame:
+    """One method's other-class maps (repro.saliency, as the maps stage makes them but for the
+    class each image is not predicted as) and their SSIM with the predicted-class maps; read from
+    `path` when it holds them for `made_from`, else computed and written there."""
+    stored = _stored_unit(path, made_from)
+    if stored is not None:
+        return stored
+    from repro.runtime import import_tensorflow
+    import_tensorflow()     # quietly, before repro.models.resident imports Keras in a fresh worker process
+    from repro.evaluation.maps import _dataset, _resident, _segments
+    from repro.evaluation.plan import INPUT_RANGE
+    from repro.evaluation.sanity import other_classes, random_logit_scores
+    from repro.saliency import saliency_maps
+    resident = _resident(context)
+    dataset = _dataset(context, resident, dataset_name)
+    images = dataset.model_inputs(indices_of(dataset, ids))
+    model = resident.models.get(dataset_name, model_name)
+    others = other_classes(np.asarray(model(images, training=False)), [f"{dataset_name}/{i}" for i in ids],
+                           seed=class_seed)
+    other_maps = np.empty(predicted_maps.shape, np.float32)
+    for target in np.unique(others):     # one call per class explained
+        rows = np.flatnonzero(others == target)
+        other_maps[rows] = saliency_maps(model, images[rows], method, target=int(target), seed=seed,
+                                         input_range=INPUT_RANGE, batch_size=context.saliency.batch_size,
+                                         backend=context.saliency.backend,
+                                         segment_cache=_segments(context, resident, dataset_name),
+                                         **context.params[method])
+    frame = random_logit_scores(dataset_name, method, model_name, ids, predicted_maps, other_maps,
+                                data_range=data_range)
+    write_json(Path(path), {"made_from": made_from, "rows": frame.to_numpy().tolist()})
+    return frame
+
+
+def _stored_unit(path: str, made_from: str) -> pd.DataFrame | None:
+    """A unit's stored score rows when `path` holds them for `made_from`; None otherwise."""
+    try:
+        stored = read_json_object(Path(path))
+    except ValueError:      # absent or damaged: computed again
+        return None
+    if stored.get("made_from") != made_from:
+        return None
+    return pd.DataFrame(stored["rows"], columns=SCORE_COLUMNS)
+
+
 def faithfulness_job(context, sanity, dataset_name: str, test: str, group: str, model_name: str, ids, smaps, made_from: str,
                      path: str) -> pd.DataFrame:
     """One group's faithfulness scores, read from `path` when it holds them for `made_from`, else
     computed with the model's trained weights (repro.models.resident) and written there."""
     from repro.evaluation.maps import _dataset, _resident
     from repro.evaluation.sanity import faithfulness_scores
-    try:
-        stored = read_json_object(Path(path))
-        if stored.get("made_from") == made_from:
-            return pd.DataFrame(stored["rows"], columns=SCORE_COLUMNS)
-    except ValueError:      # absent or damaged: computed again
-        pass
+    stored = _stored_unit(path, made_from)
+    if stored is not None:
+        return stored
+    from repro.runtime import import_tensorflow
+    import_tensorflow()     # quietly, before repro.models.resident imports Keras in a fresh worker process
     resident = _resident(context)
     dataset = _dataset(context, resident, dataset_name)
     images = dataset.model_inputs(indices_of(dataset, ids))

@@ -10,8 +10,8 @@ from repro.evaluation.scoring import TruthFor
 from repro.evaluation.selection import ImageSelection
 from repro.experiments import ExperimentError, load_experiment, results_settings
 from repro.metrics import auprc
-from repro.protocol import (AVERAGE_PRECISION, DELETION, EMPRT, FAIL, LOCALIZATION, NOT_MEASURED, NULL_MAPS, PASS,
-                            ROAD, KAGGLE_DATASETS)
+from repro.protocol import (AVERAGE_PRECISION, DELETION, EMPRT, FAIL, KAGGLE_DATASETS, LOCALIZATION, NOT_MEASURED,
+                            NULL_MAPS, PASS, RANDOM_LOGIT, ROAD, SANITY_TESTS)
 from repro.sanity import ROAD_FRACTIONS, deletion_curve
 from repro.statistics.cells import ModelChoice, PostHoc
 from repro.statistics.sanity import sanity_cells
@@ -193,8 +193,7 @@ def test_schema_sanity_off_in_the_paper_and_the_demo_on_in_extended():
     for name in ("paper", "demo", "smoke", "rehearsal"):
         assert load_experiment(name).settings.evaluation.sanity is None
     extended = load_experiment("extended")
-    assert set(extended.settings.evaluation.sanity.tests) == {EMPRT, NULL_MAPS, LOCALIZATION, AVERAGE_PRECISION,
-                                                              DELETION, ROAD}
+    assert set(extended.settings.evaluation.sanity.tests) == set(SANITY_TESTS)
     demo = load_experiment("demo")
     # the same models: every setting the models are made from is the demo's
     for key in ("data", "models", "train", "saliency"):
@@ -257,7 +256,7 @@ def test_the_sanity_stage_on_the_smoke_run_resumes_its_model_calls(smoke_run, tm
     from repro.data.prepare import prepare_data
     from tests.helpers import copy_run
     run = copy_run(smoke_run, tmp_path / "run", parts=("data", "cache", "models", "maps"))
-    tests = [EMPRT, NULL_MAPS, LOCALIZATION, AVERAGE_PRECISION, DELETION, ROAD]
+    tests = list(SANITY_TESTS)
     experiment = load_experiment("smoke", run_dir=run, overrides=[
         f"evaluation.sanity.tests=[{', '.join(tests)}]", "evaluation.sanity.deletion_steps=4",
         "evaluation.sanity.faithfulness_images=3", "evaluation.stability.resamples=3"])
@@ -267,6 +266,9 @@ def test_the_sanity_stage_on_the_smoke_run_resumes_its_model_calls(smoke_run, tm
     assert {(d, t) for d, t in zip(scores.dataset, scores.test)} == {(d, t) for d in datasets for t in tests}
     units = sorted(p.name for p in (run / "sanity" / "siim").iterdir())
     assert "deletion-GRAD.json" in units and "road-NOISE.json" in units and "road-EDGE.json" in units
+    assert "random_logit-GRAD.json" in units
+    other = scores[(scores.test == RANDOM_LOGIT) & (scores.state == "other_class")]
+    assert set(other.group) >= {"GRAD", "EDGE"} and (other.loc[other.group == "EDGE", "score"] == 1.0).all()
     faithful = scores[scores.test.isin([DELETION, ROAD]) & (scores.group == "GRAD")]
     assert faithful.score.notna().all() and set(faithful.image) == set(plans["siim"].selection.sample[:3]) | set(
         plans["rsna"].selection.sample[:3])
@@ -276,6 +278,7 @@ def test_the_sanity_stage_on_the_smoke_run_resumes_its_model_calls(smoke_run, tm
         raise AssertionError("a unit of model calls was computed again")
 
     monkeypatch.setattr("repro.evaluation.sanity.faithfulness_scores", refuse)
+    monkeypatch.setattr("repro.evaluation.sanity.random_logit_scores", refuse)
     again, cells_again = pipeline.stage_sanity(experiment, datasets, plans, progress=False)
     pd.testing.assert_frame_equal(scores, again)
     pd.testing.assert_frame_equal(cells, cells_again)
@@ -285,3 +288,44 @@ def test_the_sanity_stage_on_the_smoke_run_resumes_its_model_calls(smoke_run, tm
     results = experiment.layout.results_dir
     for name in ("table_sanity.md", "sanity_cells.csv", "figure_sanity_emprt.png", "figure_sanity_road.pdf"):
         assert (results / name).is_file(), name
+
+
+def test_the_other_class_is_the_other_of_two_and_a_seeded_other_of_more():
+    from repro.evaluation.sanity import other_classes, random_logit_scores
+    assert other_classes(np.array([[2.0, 1.0], [0.0, 3.0]]), ["a", "b"], seed=0).tolist() == [1, 0]
+    logits = np.tile([0.0, 5.0, 1.0], (200, 1))              # class 1 predicted everywhere
+    keys = [f"img{i}" for i in range(200)]
+    drawn = other_classes(logits, keys, seed=3)
+    assert set(drawn) == {0, 2}                               # never the predicted class, both others drawn
+    assert drawn.tolist() == other_classes(logits, keys, seed=3).tolist()
+    assert drawn[5] == other_classes(logits[5:6], keys[5:6], seed=3)[0]   # by key, not by position
+    with pytest.raises(ValueError, match="classes >= 2"):
+        other_classes(np.zeros((3, 1)), ["a", "b", "c"], seed=0)
+    rng = np.random.default_rng(0)
+    smap = rng.random((2, 16, 16)).astype(np.float32)
+    frame = random_logit_scores("siim", "GRAD", "m", ["a", "b"], smap, np.stack([smap[0], smap[0]]), data_range=2.0)
+    assert frame.score.iloc[0] == 1.0 and frame.score.iloc[1] < 0.2
+    assert set(frame.state) == {"other_class"} and set(frame.test) == {RANDOM_LOGIT}
+
+
+def test_random_logit_cells_a_map_blind_to_the_class_does_not_pass():
+    """GOOD's other-class map is noise (nothing like its mask map), BAD's the same ramp as for the
+    predicted class: GOOD passes (below its random-pair baseline), BAD does not (SSIM 1)."""
+    from repro.evaluation.sanity import random_logit_scores
+    ids, selection, truth, maps = planted()
+    experiment = experiment_settings([RANDOM_LOGIT])
+    roles = experiment.roles
+    states = {r: ("original", "mixed1") for r in roles.replicates}
+    scores = sanity_scores(SIIM, selection, truth, maps, roles=roles, states=states, localizers=(),
+                           methods=["GOOD", "BAD"], evaluation=experiment.settings.evaluation, shape=(SIZE, SIZE))
+    assert set(scores.state) == {"baseline"}          # the methods' other-class maps are units of work
+    replicate = roles.replicates[0]
+    for group, other_state in (("GOOD", "mixed1"), ("BAD", "original")):
+        scores = pd.concat([scores, random_logit_scores(SIIM.name, group, replicate, ids, maps(replicate, "original", group, ids),
+                                                        maps(replicate, other_state, group, ids), data_range=2.0)])
+    choice = ModelChoice(utility=replicate, replicates=roles.replicates, repeatability=None, reproducibility=None,
+                         localizer=None, localizer_pair=None)
+    cells = sanity_cells(scores, SIIM, choice, methods=["GOOD", "BAD"])
+    assert cell(cells, RANDOM_LOGIT, "GOOD", "P_Logit").verdict == PASS
+    assert cell(cells, RANDOM_LOGIT, "BAD", "P_Logit").verdict != PASS
+    assert cell(cells, RANDOM_LOGIT, "BAD", "OtherClass")["mean"] == 1.0

@@ -13,6 +13,10 @@ they were made from before. Each check, its source and its verdict rule: docs/sa
 - localization (metrics iou_otsu and hit, on the utility images): cheXlocalize's Otsu segmentation
   IoU and pointing-game hit of replicate 1's trained maps, AVG's map and the localization network's;
 - average_precision (metric ap): the utility AUPRC again as scikit-learn's average precision;
+- random_logit (metric ssim, on the SSIM sample, replicate 1): each method's map of the predicted
+  class against its map of the other class (state "other_class"; maps made by `other_class_maps`,
+  a unit of work per method), and the random-pair baseline of the trained maps (state "baseline",
+  Table 3's); the EDGE / ORACLE controls have one map for both classes;
 - deletion (metrics deletion_auc, insertion_auc) and road (road_gap, road_morf, road_lerf): model
   calls on replicate 1's trained maps of the first `faithfulness_images` of the sample, computed
   by `faithfulness_scores` one group at a time (a unit of work that a run resumes and a cluster runs).
@@ -33,13 +37,14 @@ from repro.evaluation.scoring import SCORE_COLUMNS, MapSource, TruthFor, _contro
 from repro.evaluation.selection import ImageSelection
 from repro.experiments import Evaluation, Roles, SanityChecks
 from repro.metrics import SsimStats, auprc, ssim_pairs
-from repro.protocol import (AVERAGE_PRECISION, AVG, DELETION, EMPRT, LOCALIZATION, NULL_MAPS, ORIGINAL, ROAD,
-                            DatasetSpec)
+from repro.protocol import (AVERAGE_PRECISION, AVG, DELETION, EMPRT, LOCALIZATION, NULL_MAPS, ORIGINAL,
+                            RANDOM_LOGIT, ROAD, DatasetSpec)
 from repro.sanity import (ROAD_FRACTIONS, constant_map, deletion_curve, emprt, insertion_curve, localization_iou,
-                          noise_map, pointing_hit, road_curve)
+                          logit_similarity, noise_map, pointing_hit, road_curve)
 
 CONSTANT, NOISE = "CONST", "NOISE"
 FAITHFULNESS_TESTS = (DELETION, ROAD)
+OTHER_CLASS = "other_class"     # the state of the random-logit maps: the trained model, the other class explained
 FAITHFULNESS_METRICS = {DELETION: ("deletion_auc", "insertion_auc"), ROAD: ("road_gap", "road_morf", "road_lerf")}
 Predict = Callable[[np.ndarray], np.ndarray]   # a batch of model-ready images -> (B, K) logits
 
@@ -95,6 +100,17 @@ def sanity_scores(dataset: DatasetSpec, selection: ImageSelection, truth: TruthF
                                          data_range=data_range))
                 add(NULL_MAPS, "ssim", group, replicate, fully, ids,
                     ssim_pairs(group_maps(replicate, fully, group, ids), trained, data_range=data_range))
+    if RANDOM_LOGIT in tests:   # the baseline here; the methods' other-class maps are units of work
+        replicate_1, ids, data_range = roles.replicates[0], selection.sample, evaluation.ssim_data_range
+        for group in [*methods, *controls]:
+            trained = group_maps(replicate_1, ORIGINAL, group, ids)
+            seed = [evaluation.pair_seed, zlib.crc32(f"{replicate_1}/{group}".encode())]   # Table 3's baseline
+            add(RANDOM_LOGIT, "ssim", group, replicate_1, "baseline", ids,
+                random_pair_baseline(SsimStats(trained), pairs_per_image=evaluation.pairs_per_image, seed=seed,
+                                     data_range=data_range))
+            if group in controls:   # one map whatever the class
+                add(RANDOM_LOGIT, "ssim", group, replicate_1, OTHER_CLASS, ids,
+                    [logit_similarity(m, m, data_range=data_range) for m in trained])
     if tests & {LOCALIZATION, AVERAGE_PRECISION}:
         ids = selection.utility
         masks = [truth.masks[i] for i in ids]
@@ -112,6 +128,32 @@ def sanity_scores(dataset: DatasetSpec, selection: ImageSelection, truth: TruthF
                 add(AVERAGE_PRECISION, "ap", group, model, "trained", ids,
                     [auprc(m, s, method="average_precision") for m, s in zip(masks, stack)])
     return pd.DataFrame(rows, columns=SCORE_COLUMNS)
+
+
+def other_classes(logits: np.ndarray, keys, *, seed: int) -> np.ndarray:
+    """The class whose map each image's predicted-class map is compared with: the other class of two
+    (the kit's classifiers); with more classes, one of the others drawn per key from (seed, key)
+    (Sixt et al.'s randomly chosen other logit)."""
+    logits = np.asarray(logits)
+    if logits.ndim != 2 or logits.shape[1] < 2:
+        raise ValueError(f"other_classes: expected (images, classes >= 2) logits, got shape {logits.shape}")
+    predicted = np.argmax(logits, axis=1)
+    if logits.shape[1] == 2:
+        return 1 - predicted
+    others = []
+    for key, k in zip(keys, predicted):
+        draw = np.random.default_rng([seed, zlib.crc32(str(key).encode())]).integers(logits.shape[1] - 1)
+        others.append(draw + (draw >= k))
+    return np.array(others)
+
+
+def random_logit_scores(dataset: str, group: str, model: str, ids, predicted_maps: np.ndarray,
+                        other_maps: np.ndarray, *, data_range: float) -> pd.DataFrame:
+    """SSIM (the kit's, `data_range`) between each image's map of the predicted class and its map
+    of the other class (repro.sanity.logit_similarity), as score rows of state OTHER_CLASS."""
+    values = [logit_similarity(a, b, data_range=data_range) for a, b in zip(predicted_maps, other_maps)]
+    return pd.DataFrame([(dataset, RANDOM_LOGIT, "ssim", group, model, OTHER_CLASS, i, float(v))
+                         for i, v in zip(ids, values)], columns=SCORE_COLUMNS)
 
 
 def faithfulness_images(selection: ImageSelection, sanity: SanityChecks) -> tuple[str, ...]:

@@ -17,12 +17,13 @@ import pandas as pd
 
 from repro.io import write_text
 from repro.protocol import (AVERAGE_PRECISION, DELETION, EMPRT, FAIL, LOCALIZATION, NOT_MEASURED, NULL_MAPS, PASS,
-                            ROAD, SANITY_TESTS)
+                            RANDOM_LOGIT, ROAD, SANITY_TESTS)
 from repro.report.tables import FRAGILE, MARKERS
 
 TITLES = {
     EMPRT: "eMPRT: the rise in map complexity from the trained to the fully randomized model (Hedström et al. 2024)",
     NULL_MAPS: "Null maps through the randomization test (Binder et al. 2023)",
+    RANDOM_LOGIT: "Random logit: the predicted class's map against the other class's (Sixt et al. 2020)",
     LOCALIZATION: "Localization as cheXlocalize scores it: Otsu IoU and hit rate (Saporta et al. 2022)",
     AVERAGE_PRECISION: "Utility with average precision (scikit-learn) for the trapezoidal AUPRC",
     DELETION: "Deletion and insertion AUCs (Petsiuk et al. 2018)",
@@ -31,6 +32,7 @@ TITLES = {
 COLUMNS = {
     EMPRT: ["eMPRT", "P_Zero"],
     NULL_MAPS: ["RandBaseline", "FullyRandomized", "P_Randomization"],
+    RANDOM_LOGIT: ["RandBaseline", "OtherClass", "P_Logit"],
     LOCALIZATION: ["IoU", "P_IoU_AVG", "P_IoU_High", "HitRate", "P_Hit_AVG", "P_Hit_High"],
     AVERAGE_PRECISION: ["AP", "P_AP_AVG", "P_AP_High"],
     DELETION: ["DeletionAUC", "P_Deletion_Noise", "InsertionAUC", "P_Insertion_Noise"],
@@ -39,12 +41,14 @@ COLUMNS = {
 RULES = {
     EMPRT: "passes when its mean eMPRT is significantly above 0 (the score of a map that ignores the weights)",
     NULL_MAPS: "the paper's randomization rule; a null map must not pass (one that does means the harness is broken)",
+    RANDOM_LOGIT: "passes when the two classes' maps are significantly less alike (SSIM) than the random-pair "
+                  "baseline; a map that explains the image, not the decision, does not pass",
     LOCALIZATION: "passes when significantly above AVG (and the localization network), as utility",
     AVERAGE_PRECISION: "Table 3's utility rule with average precision in place of the trapezoid",
     DELETION: "deletion passes when its AUC is significantly below the noise map's, insertion when above",
     ROAD: "passes when its gap is significantly above the noise map's",
 }
-METRICS = {EMPRT: ["emprt"], NULL_MAPS: ["ssim"], LOCALIZATION: ["iou_otsu", "hit"], AVERAGE_PRECISION: ["ap"],
+METRICS = {EMPRT: ["emprt"], NULL_MAPS: ["ssim"], RANDOM_LOGIT: ["ssim"], LOCALIZATION: ["iou_otsu", "hit"], AVERAGE_PRECISION: ["ap"],
            DELETION: ["deletion_auc", "insertion_auc"], ROAD: ["road_gap"]}
 VERDICT_COLUMN = {"emprt": "P_Zero", "iou_otsu": "P_IoU_AVG", "hit": "P_Hit_AVG", "ap": "P_AP_AVG",
                   "deletion_auc": "P_Deletion_Noise", "insertion_auc": "P_Insertion_Noise", "road_gap": "P_Road_Noise"}
@@ -104,7 +108,7 @@ def sanity_figures(scores: pd.DataFrame, cells: pd.DataFrame, out_dir: str | Pat
             for column, name in enumerate(names):
                 axis = axes[row, column]
                 rows = _figure_rows(scores, test, metric, name, choices[name])
-                groups = [g for g in dict.fromkeys(rows["group"]) if g in set(rows["group"])]
+                groups = list(dict.fromkeys(rows["group"]))
                 _boxes(axis, [rows.loc[rows["group"] == g, "score"].dropna() for g in groups], groups,
                        colours=[None] * len(groups))
                 top = axis.get_ylim()[1]
@@ -113,7 +117,8 @@ def sanity_figures(scores: pd.DataFrame, cells: pd.DataFrame, out_dir: str | Pat
                     if mark:
                         axis.text(x, top, mark, ha="center", va="bottom", fontsize=8)
                 axis.set_title(f"{datasets[name].title}", pad=14)
-                axis.set_ylabel(metric if test != NULL_MAPS else "SSIM (fully randomized | baseline)")
+                axis.set_ylabel({NULL_MAPS: "SSIM (fully randomized | baseline)",
+                                 RANDOM_LOGIT: "SSIM (other class | baseline)"}.get(test, metric))
         figure.suptitle(TITLES[test], fontsize=10)
         paths += save_figure(figure, out_dir, f"figure_sanity_{test}")
     return paths
@@ -124,10 +129,21 @@ def _figure_rows(scores, test, metric, dataset, choice) -> pd.DataFrame:
     if test in (EMPRT, NULL_MAPS):
         rows = rows[rows["model"] == choice.replicates[0]]
         if test == NULL_MAPS:
-            rows = rows.assign(group=rows["group"] + np.where(rows["state"] == "baseline", " baseline", " randomized"))
+            return _paired_boxes(rows, {"baseline": " baseline"}, " randomized")
         return rows
+    if test == RANDOM_LOGIT:
+        rows = rows[rows["model"] == choice.utility]
+        return _paired_boxes(rows, {"baseline": " baseline"}, " other")
     keep = (rows["model"] == choice.utility) | (rows["group"] == rows["model"]) | (rows["model"] == choice.localizer)
     return rows[keep]
+
+
+def _paired_boxes(rows: pd.DataFrame, suffixes: dict[str, str], otherwise: str) -> pd.DataFrame:
+    """Rows relabelled '<group> <state>', each group's boxes side by side in the groups' order."""
+    order = {group: k for k, group in enumerate(dict.fromkeys(rows["group"]))}
+    labelled = rows.assign(order=rows["group"].map(order), baseline=rows["state"] != "baseline",
+                           group=rows["group"] + rows["state"].map(lambda state: suffixes.get(state, otherwise)))
+    return labelled.sort_values(["order", "baseline"], kind="stable")
 
 
 def _mark(cells, test, dataset, group, metric) -> str:

@@ -8,6 +8,8 @@ paper's cells (repro.statistics.mixed). The verdict rule of each check (docs/san
   comparisons are made (evaluation.constant_comparison); P_Zero;
 - null_maps: the paper's randomization rule (fully randomized SSIM below the random-pair baseline);
   P_Randomization; a null map that passes means the harness is broken;
+- random_logit: the predicted class's map against the other class's, below the random-pair baseline
+  (the randomization rule with the other class in place of the randomized model); P_Logit;
 - localization: IoU (Otsu) and hit rate above AVG and the localization network, as utility;
 - average_precision: the utility verdicts with average precision for AUPRC (P_AP_AVG, P_AP_High),
   compared in the report with Table 3's trapezoidal ones;
@@ -24,7 +26,7 @@ import numpy as np
 import pandas as pd
 
 from repro.protocol import (AVERAGE_PRECISION, AVG, DELETION, EMPRT, LOCALIZATION, NOT_MEASURED, NULL_MAPS,
-                            ROAD, DatasetSpec)
+                            RANDOM_LOGIT, ROAD, DatasetSpec)
 from repro.statistics.cells import CELL_DECIMALS, ModelChoice, PostHoc
 from repro.statistics.mixed import format_p
 from repro.statistics.stability import resample_images
@@ -66,6 +68,20 @@ def sanity_cells(scores: pd.DataFrame, dataset: DatasetSpec, choice: ModelChoice
                                              [("randomized", "baseline")], higher_is_pass=False)
             cells.append(_p_cell(NULL_MAPS, name, group, "P_Randomization", contrast,
                                  f"{group} fully randomized vs its random-pair baseline"))
+    if RANDOM_LOGIT in tests:
+        rows = scores[(scores["test"] == RANDOM_LOGIT) & (scores["model"] == choice.utility)]
+        for group in [*methods, *controls]:
+            mine = rows[rows["group"] == group]
+            if mine.empty:
+                continue
+            baseline = mine[mine["state"] == "baseline"].assign(group="baseline")
+            other = mine[mine["state"] != "baseline"].assign(group="other class")
+            cells.append(_value_cell(RANDOM_LOGIT, name, "baseline", "RandBaseline", baseline, label=group))
+            cells.append(_value_cell(RANDOM_LOGIT, name, "other class", "OtherClass", other, label=group))
+            (contrast,) = post_hoc.contrasts(f"{name} random logit {group}", pd.concat([other, baseline]),
+                                             [("other class", "baseline")], higher_is_pass=False)
+            cells.append(_p_cell(RANDOM_LOGIT, name, group, "P_Logit", contrast,
+                                 f"{group} other class's map vs its random-pair baseline"))
     high = dataset.high_baseline if choice.localizer else None
     for test, metric, column, short in ((LOCALIZATION, "iou_otsu", "IoU", "IoU"), (LOCALIZATION, "hit", "HitRate", "Hit"),
                                         (AVERAGE_PRECISION, "ap", "AP", "AP")):

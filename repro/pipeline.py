@@ -47,6 +47,7 @@ class MapPlan:
     states: dict[str, tuple[str, ...]]
     localizers: tuple[str, ...]
     shape: tuple[int, int]      # every map's: the model input's
+    tuning: tuple[str, ...] = ()   # validation images whose maps tune cheXlocalize's threshold (sanity checks)
 
     def fingerprint(self, model: str, state: str, method: str) -> str:
         for task in self.tasks:
@@ -225,6 +226,11 @@ def plan_maps(experiment: Experiment, dataset: Dataset, *, methods=None, states=
     params = resolved_parameters(saliency)
     shape = (dataset.size, dataset.size)
     tasks = map_tasks(dataset.name, needed, localizers, fingerprints, params, saliency, cascade, shape=shape)
+    tuning = _tuning_images(experiment, dataset)
+    if tuning:   # chunks of their own after the tests' chunks, which stay as they are
+        tuned_models = (roles.replicates[0], *localizers[:1])
+        tasks += map_tasks(dataset.name, {(model, ORIGINAL): tuning for model in tuned_models}, localizers,
+                           fingerprints, params, saliency, cascade, shape=shape)
     if methods is not None:
         tasks = [t for t in tasks if t.method in methods or t.method == LOCALIZER]
     if states is not None:
@@ -233,7 +239,18 @@ def plan_maps(experiment: Experiment, dataset: Dataset, *, methods=None, states=
         if unknown:
             raise ValueError(f"states: unknown {unknown}; the models of {dataset.name} have the states {', '.join(known)}")
         tasks = [t for t in tasks if t.state in states]
-    return MapPlan(selection, tasks, cascade_states, localizers, shape)
+    return MapPlan(selection, tasks, cascade_states, localizers, shape, tuning)
+
+
+def _tuning_images(experiment: Experiment, dataset: Dataset) -> tuple[str, ...]:
+    """The validation positives whose maps (replicate 1's and the first localizer's) tune
+    cheXlocalize's threshold, when the sanity check `localization` is on; else none."""
+    from repro.evaluation.selection import validation_positives
+    from repro.protocol import LOCALIZATION
+    sanity = experiment.settings.evaluation.sanity
+    if sanity is None or LOCALIZATION not in sanity.tests:
+        return ()
+    return validation_positives(dataset)
 
 
 def map_context(experiment: Experiment):
@@ -401,10 +418,14 @@ def stage_sanity(experiment: Experiment, datasets: dict[str, Dataset], plans: di
         def maps(model, state, method, ids, plan=plan, store=store):
             return store.stack(model, state, method, ids, plan.fingerprint(model, state, method), shape=plan.shape)
 
+        tuning = None
+        if plan.tuning:
+            tuning_selection = ImageSelection(plan.tuning, plan.tuning, ())
+            tuning = (tuning_selection, _truth(dataset, tuning_selection))
         frames.append(sanity_scores(experiment.datasets[name], plan.selection, _truth(dataset, plan.selection), maps,
                                     roles=experiment.roles, states=plan.states, localizers=plan.localizers,
                                     methods=experiment.settings.saliency.methods, evaluation=evaluation,
-                                    shape=plan.shape))
+                                    shape=plan.shape, tuning=tuning))
     frames += _random_logit(experiment, plans, executor or InProcess(), progress=progress)
     frames += _faithfulness(experiment, datasets, plans, executor or InProcess(), progress=progress)
     scores = pd.concat(frames, ignore_index=True)[SCORE_COLUMNS]

@@ -329,3 +329,41 @@ def test_random_logit_cells_a_map_blind_to_the_class_does_not_pass():
     assert cell(cells, RANDOM_LOGIT, "GOOD", "P_Logit").verdict == PASS
     assert cell(cells, RANDOM_LOGIT, "BAD", "P_Logit").verdict != PASS
     assert cell(cells, RANDOM_LOGIT, "BAD", "OtherClass")["mean"] == 1.0
+
+
+def test_the_threshold_tuned_on_validation_maps_is_applied_to_the_test_images():
+    """Validation: the first four images, tests: the other four. GOOD's maps are the masks: every
+    threshold gives IoU 1, so the first (0.2) is tuned and the test IoU is 1. A map at 1 inside the
+    mask and 0.45 outside (one pixel at 0, so that the min-max keeps 0.45) is cut right only from 0.5:
+    planted as BAD on validation and test alike."""
+    from repro.sanity import CHEXLOCALIZE_THRESHOLDS
+    ids, _, truth, maps = planted()
+    validation, test = ImageSelection(ids[:4], ids[:4], ()), ImageSelection(ids[4:], ids[4:], ())
+
+    def planted_maps(model, state, method, image_ids):
+        if method == "BAD":
+            stack = np.stack([np.where(truth.masks[i], 1.0, 0.45).astype(np.float32) for i in image_ids])
+            stack[:, -1, -1] = 0.0      # outside every planted mask
+            return stack
+        return maps(model, state, method, image_ids)
+
+    experiment = experiment_settings([LOCALIZATION])
+    roles = experiment.roles
+    scores = sanity_scores(SIIM, test, truth, planted_maps, roles=roles, states={}, localizers=("unet_r1",),
+                           methods=["GOOD", "BAD"], evaluation=experiment.settings.evaluation, shape=(SIZE, SIZE),
+                           tuning=(validation, truth))
+    assert np.all(values(scores, LOCALIZATION, "tuned_threshold", "GOOD") == CHEXLOCALIZE_THRESHOLDS[0])
+    assert np.all(values(scores, LOCALIZATION, "iou_tuned", "GOOD") == 1.0)
+    assert np.all(values(scores, LOCALIZATION, "tuned_threshold", "BAD") == pytest.approx(0.5))
+    assert np.all(values(scores, LOCALIZATION, "iou_tuned", "BAD") == 1.0)
+    assert set(scores.loc[scores.metric == "iou_tuned", "image"]) == set(ids[4:])
+    choice = ModelChoice(utility=roles.replicates[0], replicates=roles.replicates, repeatability=None,
+                         reproducibility=None, localizer="unet_r1", localizer_pair=None)
+    cells = sanity_cells(scores, SIIM, choice, methods=["GOOD", "BAD"])
+    assert cell(cells, LOCALIZATION, "BAD", "Threshold")["mean"] == pytest.approx(0.5)
+    assert cell(cells, LOCALIZATION, "GOOD", "P_IoUTuned_AVG").verdict == PASS
+    # without validation maps no tuned IoU is scored, and no cell claims one
+    plain = sanity_scores(SIIM, test, truth, planted_maps, roles=roles, states={}, localizers=("unet_r1",),
+                          methods=["GOOD"], evaluation=experiment.settings.evaluation, shape=(SIZE, SIZE))
+    assert "iou_tuned" not in set(plain.metric)
+    assert "IoUTuned" not in set(sanity_cells(plain, SIIM, choice, methods=["GOOD"]).column)

@@ -10,8 +10,10 @@ they were made from before. Each check, its source and its verdict rule: docs/sa
 - null_maps (metric ssim, on the sample): the constant and the per-state noise map (Binder et al.
   2023) through the paper's randomization test: the fully randomized state against the trained
   state (state = the cascade's last) and the random-pair baseline (state "baseline");
-- localization (metrics iou_otsu and hit, on the utility images): cheXlocalize's Otsu segmentation
-  IoU and pointing-game hit of replicate 1's trained maps, AVG's map and the localization network's;
+- localization (metrics iou_otsu, iou_tuned, tuned_threshold and hit, on the utility images):
+  cheXlocalize's Otsu segmentation IoU, the IoU at the threshold tuned on the validation positives'
+  maps (the same threshold on every test image of a group, which tuned_threshold records) and the
+  pointing-game hit, of replicate 1's trained maps, AVG's map and the localization network's;
 - average_precision (metric ap): the utility AUPRC again as scikit-learn's average precision;
 - random_logit (metric ssim, on the SSIM sample, replicate 1): each method's map of the predicted
   class against its map of the other class (state "other_class"; maps made by `other_class_maps`,
@@ -40,7 +42,7 @@ from repro.metrics import SsimStats, auprc, ssim_pairs
 from repro.protocol import (AVERAGE_PRECISION, AVG, DELETION, EMPRT, LOCALIZATION, NULL_MAPS, ORIGINAL,
                             RANDOM_LOGIT, ROAD, DatasetSpec)
 from repro.sanity import (ROAD_FRACTIONS, constant_map, deletion_curve, emprt, insertion_curve, localization_iou,
-                          logit_similarity, noise_map, pointing_hit, road_curve)
+                          logit_similarity, noise_map, pointing_hit, road_curve, tune_threshold)
 
 CONSTANT, NOISE = "CONST", "NOISE"
 FAITHFULNESS_TESTS = (DELETION, ROAD)
@@ -63,8 +65,12 @@ def null_maps(seed: int, shape: tuple[int, int]) -> dict[str, Callable]:
 
 def sanity_scores(dataset: DatasetSpec, selection: ImageSelection, truth: TruthFor, maps: MapSource, *,
                   roles: Roles, states: dict[str, tuple[str, ...]], localizers: tuple[str, ...], methods,
-                  evaluation: Evaluation, shape: tuple[int, int]) -> pd.DataFrame:
-    """The per-image scores of the checks in evaluation.sanity.tests that need only stored maps."""
+                  evaluation: Evaluation, shape: tuple[int, int],
+                  tuning: tuple[ImageSelection, TruthFor] | None = None) -> pd.DataFrame:
+    """The per-image scores of the checks in evaluation.sanity.tests that need only stored maps.
+
+    tuning: the validation images (as a selection: `all` is what is read) and their truth, whose
+    maps tune cheXlocalize's threshold per group (localization's iou_tuned; none: not scored)."""
     sanity = evaluation.sanity
     rows: list[tuple] = []
 
@@ -119,15 +125,42 @@ def sanity_scores(dataset: DatasetSpec, selection: ImageSelection, truth: TruthF
             scored.append((dataset.high_baseline, localizers[0], maps(localizers[0], ORIGINAL, LOCALIZER, ids)))
         replicate_1 = roles.replicates[0]
         scored += [(group, replicate_1, group_maps(replicate_1, ORIGINAL, group, ids)) for group in [*methods, *controls]]
+        tuned = _tuned_thresholds(tuning, maps, dataset, roles, localizers, methods, evaluation) \
+            if tuning is not None and LOCALIZATION in tests else {}
         for group, model, stack in scored:
             if LOCALIZATION in tests:
                 add(LOCALIZATION, "iou_otsu", group, model, "trained", ids,
                     [localization_iou(m, s) for m, s in zip(masks, stack)])
+                if group in tuned:
+                    threshold = tuned[group]
+                    add(LOCALIZATION, "tuned_threshold", group, model, "trained", ids, [threshold] * len(ids))
+                    add(LOCALIZATION, "iou_tuned", group, model, "trained", ids,
+                        [np.nan if np.isnan(threshold) else localization_iou(m, s, threshold=threshold)
+                         for m, s in zip(masks, stack)])
                 add(LOCALIZATION, "hit", group, model, "trained", ids, [pointing_hit(m, s) for m, s in zip(masks, stack)])
             if AVERAGE_PRECISION in tests:
                 add(AVERAGE_PRECISION, "ap", group, model, "trained", ids,
                     [auprc(m, s, method="average_precision") for m, s in zip(masks, stack)])
     return pd.DataFrame(rows, columns=SCORE_COLUMNS)
+
+
+def _tuned_thresholds(tuning, maps: MapSource, dataset: DatasetSpec, roles: Roles, localizers, methods,
+                      evaluation: Evaluation) -> dict[str, float]:
+    """Each group's threshold tuned on the validation positives (repro.sanity.tune_threshold:
+    cheXlocalize's thresholds, the first with the highest mIoU; NaN when no map scores): replicate
+    1's maps of the methods and controls, AVG's map, the first localization network's."""
+    selection, truth = tuning
+    ids = selection.all
+    masks = [truth.masks[i] for i in ids]
+    controls = _controls(selection, truth) if evaluation.controls else {}
+    stacks = {AVG: np.repeat(truth.average_mask[None], len(ids), axis=0)}
+    if localizers:
+        stacks[dataset.high_baseline] = maps(localizers[0], ORIGINAL, LOCALIZER, ids)
+    for group in methods:
+        stacks[group] = maps(roles.replicates[0], ORIGINAL, group, ids)
+    for group, control in controls.items():
+        stacks[group] = control(ids)
+    return {group: tune_threshold(list(stack), masks).threshold for group, stack in stacks.items()}
 
 
 def other_classes(logits: np.ndarray, keys, *, seed: int) -> np.ndarray:

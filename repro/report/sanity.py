@@ -24,7 +24,8 @@ TITLES = {
     EMPRT: "eMPRT: the rise in map complexity from the trained to the fully randomized model (Hedström et al. 2024)",
     NULL_MAPS: "Null maps through the randomization test (Binder et al. 2023)",
     RANDOM_LOGIT: "Random logit: the predicted class's map against the other class's (Sixt et al. 2020)",
-    LOCALIZATION: "Localization as cheXlocalize scores it: Otsu IoU and hit rate (Saporta et al. 2022)",
+    LOCALIZATION: "Localization as cheXlocalize scores it: IoU (Otsu; a threshold tuned on the validation set) "
+                  "and hit rate (Saporta et al. 2022)",
     AVERAGE_PRECISION: "Utility with average precision (scikit-learn) for the trapezoidal AUPRC",
     DELETION: "Deletion and insertion AUCs (Petsiuk et al. 2018)",
     ROAD: "ROAD: AUC(LeRF) - AUC(MoRF) with noisy linear imputation (Rong et al. 2022)",
@@ -33,7 +34,8 @@ COLUMNS = {
     EMPRT: ["eMPRT", "P_Zero"],
     NULL_MAPS: ["RandBaseline", "FullyRandomized", "P_Randomization"],
     RANDOM_LOGIT: ["RandBaseline", "OtherClass", "P_Logit"],
-    LOCALIZATION: ["IoU", "P_IoU_AVG", "P_IoU_High", "HitRate", "P_Hit_AVG", "P_Hit_High"],
+    LOCALIZATION: ["IoU", "P_IoU_AVG", "P_IoU_High", "Threshold", "IoUTuned", "P_IoUTuned_AVG", "P_IoUTuned_High",
+                   "HitRate", "P_Hit_AVG", "P_Hit_High"],
     AVERAGE_PRECISION: ["AP", "P_AP_AVG", "P_AP_High"],
     DELETION: ["DeletionAUC", "P_Deletion_Noise", "InsertionAUC", "P_Insertion_Noise"],
     ROAD: ["MoRF", "LeRF", "RoadGap", "P_Road_Noise"],
@@ -48,9 +50,9 @@ RULES = {
     DELETION: "deletion passes when its AUC is significantly below the noise map's, insertion when above",
     ROAD: "passes when its gap is significantly above the noise map's",
 }
-METRICS = {EMPRT: ["emprt"], NULL_MAPS: ["ssim"], RANDOM_LOGIT: ["ssim"], LOCALIZATION: ["iou_otsu", "hit"], AVERAGE_PRECISION: ["ap"],
+METRICS = {EMPRT: ["emprt"], NULL_MAPS: ["ssim"], RANDOM_LOGIT: ["ssim"], LOCALIZATION: ["iou_otsu", "iou_tuned", "hit"], AVERAGE_PRECISION: ["ap"],
            DELETION: ["deletion_auc", "insertion_auc"], ROAD: ["road_gap"]}
-VERDICT_COLUMN = {"emprt": "P_Zero", "iou_otsu": "P_IoU_AVG", "hit": "P_Hit_AVG", "ap": "P_AP_AVG",
+VERDICT_COLUMN = {"emprt": "P_Zero", "iou_otsu": "P_IoU_AVG", "iou_tuned": "P_IoUTuned_AVG", "hit": "P_Hit_AVG", "ap": "P_AP_AVG",
                   "deletion_auc": "P_Deletion_Noise", "insertion_auc": "P_Insertion_Noise", "road_gap": "P_Road_Noise"}
 
 

@@ -10,7 +10,8 @@ paper's cells (repro.statistics.mixed). The verdict rule of each check (docs/san
   P_Randomization; a null map that passes means the harness is broken;
 - random_logit: the predicted class's map against the other class's, below the random-pair baseline
   (the randomization rule with the other class in place of the randomized model); P_Logit;
-- localization: IoU (Otsu) and hit rate above AVG and the localization network, as utility;
+- localization: IoU (Otsu; and at the threshold tuned on the validation positives, IoUTuned) and
+  hit rate above AVG and the localization network, as utility;
 - average_precision: the utility verdicts with average precision for AUPRC (P_AP_AVG, P_AP_High),
   compared in the report with Table 3's trapezoidal ones;
 - deletion: the deletion AUC below the noise map's, the insertion AUC above it;
@@ -83,14 +84,21 @@ def sanity_cells(scores: pd.DataFrame, dataset: DatasetSpec, choice: ModelChoice
             cells.append(_p_cell(RANDOM_LOGIT, name, group, "P_Logit", contrast,
                                  f"{group} other class's map vs its random-pair baseline"))
     high = dataset.high_baseline if choice.localizer else None
-    for test, metric, column, short in ((LOCALIZATION, "iou_otsu", "IoU", "IoU"), (LOCALIZATION, "hit", "HitRate", "Hit"),
-                                        (AVERAGE_PRECISION, "ap", "AP", "AP")):
+    for test, metric, column, short in ((LOCALIZATION, "iou_otsu", "IoU", "IoU"),
+                                        (LOCALIZATION, "iou_tuned", "IoUTuned", "IoUTuned"),
+                                        (LOCALIZATION, "hit", "HitRate", "Hit"), (AVERAGE_PRECISION, "ap", "AP", "AP")):
         if test not in tests:
             continue
         rows = scores[(scores["test"] == test) & (scores["metric"] == metric)]
         rows = rows[(rows["model"] == choice.utility) | (rows["group"] == AVG)
                     | ((rows["group"] == high) & (rows["model"] == choice.localizer))]
+        if rows.empty:
+            continue
         references = [AVG] + ([high] if high else [])
+        if metric == "iou_tuned":   # the threshold each group's maps were cut at (the same on every image)
+            thresholds = scores[(scores["test"] == test) & (scores["metric"] == "tuned_threshold")]
+            cells += [_value_cell(test, name, group, "Threshold", thresholds)
+                      for group in dict.fromkeys(thresholds["group"])]
         cells += [_value_cell(test, name, group, column, rows) for group in references]
         for family in _families(methods, controls, rows):
             data = rows[rows["group"].isin([*family, *references])]

@@ -482,7 +482,7 @@ def _faithfulness(experiment: Experiment, datasets: dict[str, Dataset], plans: d
             for test in tests:
                 made_from = fingerprint({"test": test, "group": group, "ids": list(ids), "model": model_key,
                                          "maps": hashlib.sha256(np.ascontiguousarray(smaps).tobytes()).hexdigest(),
-                                         "sanity": sanity.model_dump(mode="json"), "version": MAPS_VERSION})
+                                         "steps": sanity.deletion_steps, "seed": sanity.seed, "version": MAPS_VERSION})
                 jobs.append((map_context(experiment), sanity, name, test, group, replicate, ids, smaps, made_from,
                              str(experiment.layout.sanity_dir(name) / f"{test}-{group}.json")))
     return executor.map(faithfulness_job, jobs, progress="faithfulness" if progress else None)

@@ -426,8 +426,14 @@ def stage_sanity(experiment: Experiment, datasets: dict[str, Dataset], plans: di
                                     roles=experiment.roles, states=plan.states, localizers=plan.localizers,
                                     methods=experiment.settings.saliency.methods, evaluation=evaluation,
                                     shape=plan.shape, tuning=tuning))
-    frames += _random_logit(experiment, plans, executor or InProcess(), progress=progress)
-    frames += _faithfulness(experiment, datasets, plans, executor or InProcess(), progress=progress)
+    # The units of model calls run where the maps run: in this process for an in-process run (two
+    # worker processes would each hold TensorFlow and the models: 6.5 GB at the demo's peak, against
+    # about half in one process with the run's threads), on the workers of a cluster.
+    units = InProcess() if executor is None or isinstance(executor, InProcess) else executor
+    frames += _random_logit(experiment, plans, units, progress=progress)
+    frames += _faithfulness(experiment, datasets, plans, units, progress=progress)
+    from repro.evaluation.maps import forget_resident
+    forget_resident()
     scores = pd.concat(frames, ignore_index=True)[SCORE_COLUMNS]
     write_text(experiment.layout.result("sanity_scores.csv"), scores.to_csv(index=False))
     stability, rule = evaluation.stability, evaluation.constant_comparison
@@ -456,7 +462,7 @@ def _faithfulness(experiment: Experiment, datasets: dict[str, Dataset], plans: d
     """The deletion / insertion and ROAD scores of replicate 1's trained maps: a job per (data set,
     test, group), reused from the run's sanity/ folder when made from the same maps and settings."""
     from repro.evaluation.sanity import FAITHFULNESS_TESTS, NOISE, faithfulness_images, null_maps
-    from repro.evaluation.scoring import _controls
+    from repro.evaluation.scoring import control_maps
     sanity = experiment.settings.evaluation.sanity
     tests = [test for test in FAITHFULNESS_TESTS if test in sanity.tests]
     if not tests:
@@ -469,7 +475,7 @@ def _faithfulness(experiment: Experiment, datasets: dict[str, Dataset], plans: d
         ids = faithfulness_images(plan.selection, sanity)
         store = MapStore(experiment.layout.maps_dir(name))
         truth = _truth(dataset, plan.selection)
-        controls = _controls(plan.selection, truth) if experiment.settings.evaluation.controls else {}
+        controls = control_maps(plan.selection, truth) if experiment.settings.evaluation.controls else {}
         model_key = plan.fingerprint(replicate, ORIGINAL, methods[0])   # covers the model's own fingerprint
         for group in [*methods, *controls, NOISE]:
             if group in methods:
@@ -527,16 +533,11 @@ def random_logit_job(context, dataset_name: str, method: str, model_name: str, i
     stored = _stored_unit(path, made_from)
     if stored is not None:
         return stored
-    from repro.runtime import import_tensorflow
-    import_tensorflow()     # quietly, before repro.models.resident imports Keras in a fresh worker process
-    from repro.evaluation.maps import _dataset, _resident, _segments
+    from repro.evaluation.maps import model_and_inputs
     from repro.evaluation.plan import INPUT_RANGE
     from repro.evaluation.sanity import other_classes, random_logit_scores
     from repro.saliency import saliency_maps
-    resident = _resident(context)
-    dataset = _dataset(context, resident, dataset_name)
-    images = dataset.model_inputs(indices_of(dataset, ids))
-    model = resident.models.get(dataset_name, model_name)
+    model, images, segments = model_and_inputs(context, dataset_name, model_name, ids)
     others = other_classes(np.asarray(model(images, training=False)), [f"{dataset_name}/{i}" for i in ids],
                            seed=class_seed)
     other_maps = np.empty(predicted_maps.shape, np.float32)
@@ -545,7 +546,7 @@ def random_logit_job(context, dataset_name: str, method: str, model_name: str, i
         other_maps[rows] = saliency_maps(model, images[rows], method, target=int(target), seed=seed,
                                          input_range=INPUT_RANGE, batch_size=context.saliency.batch_size,
                                          backend=context.saliency.backend,
-                                         segment_cache=_segments(context, resident, dataset_name),
+                                         segment_cache=segments,
                                          **context.params[method])
     frame = random_logit_scores(dataset_name, method, model_name, ids, predicted_maps, other_maps,
                                 data_range=data_range)
@@ -568,17 +569,12 @@ def faithfulness_job(context, sanity, dataset_name: str, test: str, group: str, 
                      path: str) -> pd.DataFrame:
     """One group's faithfulness scores, read from `path` when it holds them for `made_from`, else
     computed with the model's trained weights (repro.models.resident) and written there."""
-    from repro.evaluation.maps import _dataset, _resident
+    from repro.evaluation.maps import model_and_inputs
     from repro.evaluation.sanity import faithfulness_scores
     stored = _stored_unit(path, made_from)
     if stored is not None:
         return stored
-    from repro.runtime import import_tensorflow
-    import_tensorflow()     # quietly, before repro.models.resident imports Keras in a fresh worker process
-    resident = _resident(context)
-    dataset = _dataset(context, resident, dataset_name)
-    images = dataset.model_inputs(indices_of(dataset, ids))
-    model = resident.models.get(dataset_name, model_name)
+    model, images, _ = model_and_inputs(context, dataset_name, model_name, ids)
 
     def logits(batch):
         return np.asarray(model(batch, training=False))

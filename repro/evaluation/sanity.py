@@ -35,7 +35,7 @@ from scipy.special import softmax
 
 from repro.evaluation.plan import LOCALIZER
 from repro.evaluation.scores import random_pair_baseline
-from repro.evaluation.scoring import SCORE_COLUMNS, MapSource, TruthFor, _controls
+from repro.evaluation.scoring import SCORE_COLUMNS, MapSource, TruthFor, control_maps
 from repro.evaluation.selection import ImageSelection
 from repro.experiments import Evaluation, Roles, SanityChecks
 from repro.metrics import SsimStats, auprc, ssim_pairs
@@ -77,7 +77,7 @@ def sanity_scores(dataset: DatasetSpec, selection: ImageSelection, truth: TruthF
     def add(test, metric, group, model, state, ids, values):
         rows.extend((dataset.name, test, metric, group, model, state, i, float(v)) for i, v in zip(ids, values))
 
-    controls = _controls(selection, truth) if evaluation.controls else {}
+    controls = control_maps(selection, truth) if evaluation.controls else {}
     nulls = null_maps(sanity.seed, shape)
 
     def group_maps(model, state, group, ids):
@@ -152,7 +152,7 @@ def _tuned_thresholds(tuning, maps: MapSource, dataset: DatasetSpec, roles: Role
     selection, truth = tuning
     ids = selection.all
     masks = [truth.masks[i] for i in ids]
-    controls = _controls(selection, truth) if evaluation.controls else {}
+    controls = control_maps(selection, truth) if evaluation.controls else {}
     stacks = {AVG: np.repeat(truth.average_mask[None], len(ids), axis=0)}
     if localizers:
         stacks[dataset.high_baseline] = maps(localizers[0], ORIGINAL, LOCALIZER, ids)

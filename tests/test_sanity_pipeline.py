@@ -273,6 +273,14 @@ def test_the_sanity_stage_on_the_smoke_run_resumes_its_model_calls(smoke_run, tm
     assert faithful.score.notna().all() and set(faithful.image) == set(plans["siim"].selection.sample[:3]) | set(
         plans["rsna"].selection.sample[:3])
     assert (cells[(cells.test == NULL_MAPS) & cells.column.eq("P_Randomization")].verdict != PASS).all()
+    # the random-logit baseline is Table 3's random-pair baseline of replicate 1, value for value
+    paper = pd.read_csv(smoke_run.results / "scores.csv", dtype={"image": str})
+    replicate = experiment.roles.replicates[0]
+    paper = paper[(paper.test == "randomization") & (paper.state == "baseline") & (paper.model == replicate)]
+    mine = scores[(scores.test == RANDOM_LOGIT) & (scores.state == "baseline")]
+    joined = paper.merge(mine, on=["dataset", "group", "image"], suffixes=("_paper", "_sanity"))
+    assert len(joined) == len(mine) > 0
+    assert np.allclose(joined.score_paper, joined.score_sanity, equal_nan=True, rtol=0, atol=0)
 
     def refuse(*args, **kwargs):
         raise AssertionError("a unit of model calls was computed again")
@@ -367,3 +375,20 @@ def test_the_threshold_tuned_on_validation_maps_is_applied_to_the_test_images():
                           methods=["GOOD"], evaluation=experiment.settings.evaluation, shape=(SIZE, SIZE))
     assert "iou_tuned" not in set(plain.metric)
     assert "IoUTuned" not in set(sanity_cells(plain, SIIM, choice, methods=["GOOD"]).column)
+
+
+def test_published_directions_agree_disagree_or_are_not_measured():
+    from repro.report.sanity import published_directions
+    rows = [[LOCALIZATION, "siim", "GCAM", "IoU", 0.30], [LOCALIZATION, "siim", "IG", "IoU", 0.20],
+            [LOCALIZATION, "rsna", "GCAM", "IoU", 0.10], [LOCALIZATION, "rsna", "IG", "IoU", 0.20],
+            [RANDOM_LOGIT, "siim", "GBP", "OtherClass", 0.99], [RANDOM_LOGIT, "rsna", "GBP", "OtherClass", 0.30]]
+    cells = pd.DataFrame(rows, columns=["test", "dataset", "method", "column", "mean"]).assign(verdict="", p="")
+    verdicts = pd.DataFrame([[RANDOM_LOGIT, "siim", "GBP", "P_Logit", np.nan, FAIL, "<.001"],
+                             [RANDOM_LOGIT, "rsna", "GBP", "P_Logit", np.nan, PASS, "<.001"]],
+                            columns=["test", "dataset", "method", "column", "mean", "verdict", "p"])
+    found = published_directions(pd.concat([cells, verdicts]), datasets=KAGGLE_DATASETS)
+    outcome = {(r.finding.split()[0], r.dataset): r.outcome for r in found.itertuples()}
+    assert outcome == {("Grad-CAM", "siim"): "agree", ("Grad-CAM", "rsna"): "disagree",
+                       ("the", "siim"): "agree", ("the", "rsna"): "disagree"}
+    alone = published_directions(cells[cells.method == "GCAM"], datasets=KAGGLE_DATASETS)
+    assert set(alone.outcome) == {NOT_MEASURED}

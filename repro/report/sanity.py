@@ -92,7 +92,13 @@ def write_sanity_tables(cells: pd.DataFrame, out_dir: str | Path, *, datasets) -
         if test in set(cells["test"]):
             table = render_sanity_table(cells, test, datasets)
             parts.append(f"### {TITLES[test]}\n\nVerdict: {RULES[test]}.\n\n{table.to_markdown(index=False)}\n")
+    directions = published_directions(cells, datasets=datasets)
+    if len(directions):
+        parts.append("### Published directions of effect\n\nThe claims of the papers behind these checks that the kit "
+                     "measures on its own methods, per data set (sanity_findings.csv).\n\n"
+                     f"{directions.to_markdown(index=False)}\n")
     return [write_text(out_dir / "sanity_cells.csv", cells.to_csv(index=False)),
+            write_text(out_dir / "sanity_findings.csv", directions.to_csv(index=False)),
             write_text(out_dir / "table_sanity.md", "\n".join(parts))]
 
 
@@ -160,6 +166,56 @@ def _mark(cells, test, dataset, group, metric) -> str:
     return f"{text}{FRAGILE}" if "fragile" in row and bool(row["fragile"].iloc[0]) else text
 
 
+# --- the published directions of effect, checked on the sanity cells -------------------------------
+# Each: (claim as its paper states it, source, the test and check). Only claims whose text we read
+# (the papers' abstracts), and only where the kit measures the same thing on its own methods.
+AGREE, DISAGREE = "agree", "disagree"
+CHEXLOCALIZE_METHODS = ("GCAM", "GCAMPP", "IG", "OCC")   # the kit's methods among cheXlocalize's seven
+
+
+def _gradcam_localizes_best(cells, dataset):
+    """GCAM's mean Otsu IoU is the highest among the methods cheXlocalize also evaluated."""
+    rows = cells[(cells["test"] == LOCALIZATION) & (cells["dataset"] == dataset) & (cells["column"] == "IoU")
+                 & cells["method"].isin(CHEXLOCALIZE_METHODS)].dropna(subset=["mean"])
+    if "GCAM" not in set(rows["method"]) or len(rows) < 2:
+        return None, "needs GCAM and another of " + ", ".join(CHEXLOCALIZE_METHODS)
+    ranked = rows.sort_values("mean", ascending=False)
+    evidence = ", ".join(f"{m} {v:.3f}" for m, v in zip(ranked["method"], ranked["mean"]))
+    return ranked["method"].iloc[0] == "GCAM", f"mean IoU (Otsu): {evidence}"
+
+
+def _guided_bp_ignores_the_class(cells, dataset):
+    """GBP does not pass the random-logit test (its maps of the two classes are not less alike
+    than two images' maps)."""
+    row = cells[(cells["test"] == RANDOM_LOGIT) & (cells["dataset"] == dataset) & (cells["method"] == "GBP")
+                & (cells["column"] == "P_Logit")]
+    if row.empty or row["verdict"].iloc[0] in ("", NOT_MEASURED):
+        return None, "needs GBP's random-logit verdict"
+    other = cells[(cells["test"] == RANDOM_LOGIT) & (cells["dataset"] == dataset) & (cells["method"] == "GBP")
+                  & (cells["column"] == "OtherClass")]
+    mean = f"SSIM between the classes' maps {other['mean'].iloc[0]:.3f}; " if not other.empty else ""
+    return row["verdict"].iloc[0] != PASS, f"{mean}verdict: {row['verdict'].iloc[0]}"
+
+
+PUBLISHED_DIRECTIONS = [
+    ("Grad-CAM generally localized pathologies better than the other evaluated saliency methods",
+     "Saporta et al., Nature Machine Intelligence 2022, abstract", _gradcam_localizes_best),
+    ("the explanations of Guided BP are independent of the parameters of later layers (so of the class explained)",
+     "Sixt et al., ICML 2020, abstract", _guided_bp_ignores_the_class),
+]
+
+
+def published_directions(cells: pd.DataFrame, *, datasets) -> pd.DataFrame:
+    """Each published direction per data set: agree, disagree or not measured, with the evidence."""
+    rows = []
+    for claim, source, check in PUBLISHED_DIRECTIONS:
+        for name in [d for d in datasets if d in set(cells["dataset"])]:
+            holds, evidence = check(cells, name)
+            outcome = NOT_MEASURED if holds is None else AGREE if holds else DISAGREE
+            rows.append({"finding": claim, "source": source, "dataset": name, "outcome": outcome, "evidence": evidence})
+    return pd.DataFrame(rows, columns=["finding", "source", "dataset", "outcome", "evidence"])
+
+
 def ap_moves(cells: pd.DataFrame, main_cells: pd.DataFrame) -> tuple[int, int, list[str]]:
     """How many of Table 3's AUPRC verdicts (P_AVG, P_High) average precision changes: (moved,
     compared, 'dataset method column: trapezoid -> AP' for each moved)."""
@@ -204,4 +260,11 @@ def sanity_section(cells: pd.DataFrame, main_cells: pd.DataFrame, *, datasets) -
         count, compared, moved = ap_moves(cells, main_cells)
         lines.append(f"- Average precision for the trapezoidal AUPRC moves {count} of {compared} of Table 3's "
                      f"utility verdicts" + (f": {'; '.join(moved)}." if moved else "."))
+    directions = published_directions(cells, datasets=datasets)
+    measured = directions[directions["outcome"] != NOT_MEASURED]
+    if len(directions):
+        lines.append(f"- Published directions of effect: {int((measured['outcome'] == AGREE).sum())} of {len(measured)} "
+                     f"measured agree ({len(directions) - len(measured)} not measured; table_sanity.md).")
+        for row in measured.itertuples():
+            lines.append(f"  - {datasets[row.dataset].short}: {row.outcome}: {row.finding} ({row.source}); {row.evidence}")
     return "\n".join(lines) + "\n"

@@ -401,9 +401,10 @@ def stage_sanity(experiment: Experiment, datasets: dict[str, Dataset], plans: di
                  progress: bool = True) -> tuple[pd.DataFrame, pd.DataFrame] | None:
     """The sanity checks of evaluation.sanity (none: None): per-image scores (results/sanity_scores.csv)
     and their cells with bootstrap stability (results/sanity_cells.csv). Checks on stored maps are
-    scored here; the faithfulness checks' model calls are units of work (one group of one test on
-    one data set), each stored in the run's sanity/ folder with what it was made from, so that a
-    killed run resumes and a cluster runs them side by side."""
+    scored here (the validation maps of `localization` are the maps stage's); the model calls of the
+    random-logit and faithfulness checks are units of work (one method or group of one test on one
+    data set), each stored in the run's sanity/ folder with what it was made from, so that a killed
+    run resumes and a cluster runs them side by side."""
     from repro.evaluation.sanity import sanity_scores
     from repro.statistics.sanity import sanity_cells, sanity_stability
     evaluation = experiment.settings.evaluation

@@ -29,7 +29,7 @@ from repro.experiments import (REPOSITORY, Experiment, resolved_config, resolved
                                results_settings, settings_changes)
 from repro.io import (RunLock, atomic_folder, fingerprint, read_json_object, sha256_file, write_bytes, write_json,
                       write_text)
-from repro.protocol import CONTROLS, INCEPTION_STATES, ORIGINAL
+from repro.protocol import CONTROLS, INCEPTION_STATES, ORIGINAL, SANITY_TESTS
 from repro.provenance import StageClock, provenance_record
 from repro.report.summary import RunReport, check_controls, report_markdown
 from repro.runtime import give_back_memory
@@ -743,6 +743,9 @@ def _run_stages(experiment: Experiment, clock: StageClock, cluster: str | None, 
 PUBLISHED_FILES = ("report.md", "models.json", "table2.md", "table3.md", "table4.md", "table2.csv", "table3.csv", "table4.csv",
                    "cells.csv", "grade.md", "grade.json", "degenerate.json", "images.csv",
                    "figure2.png", "figure3.png", "figure4.png", "figure2.pdf", "figure3.pdf", "figure4.pdf")
+# The sanity checks' results, where a run has them (evaluation.sanity).
+PUBLISHED_SANITY_FILES = ("table_sanity.md", "sanity_cells.csv", "sanity_findings.csv",
+                          *(f"figure_sanity_{test}.{kind}" for test in SANITY_TESTS for kind in ("png", "pdf")))
 
 
 def publish(experiment: Experiment) -> list[Path]:
@@ -753,7 +756,8 @@ def publish(experiment: Experiment) -> list[Path]:
     if target is None:
         return []
     copied = []
-    sources = [experiment.layout.result(name) for name in PUBLISHED_FILES] + [experiment.layout.provenance_file]
+    sources = [experiment.layout.result(name) for name in (*PUBLISHED_FILES, *PUBLISHED_SANITY_FILES)]
+    sources.append(experiment.layout.provenance_file)
     for source in sources:
         if source.is_file():
             copied.append(write_bytes(target / source.name, source.read_bytes()))

@@ -110,8 +110,8 @@ def sanity_figures(scores: pd.DataFrame, cells: pd.DataFrame, out_dir: str | Pat
     for test in [t for t in SANITY_TESTS if t in set(scores["test"])]:
         metrics = METRICS[test]
         names = [d for d in datasets if d in set(scores.loc[scores["test"] == test, "dataset"])]
-        figure, axes = plt.subplots(len(metrics), len(names), figsize=(6.5 * len(names), 4.2 * len(metrics)),
-                                    squeeze=False)
+        figure, axes = plt.subplots(len(metrics), len(names), figsize=(6.5 * len(names), 5.0 * len(metrics)),
+                                    squeeze=False, gridspec_kw={"hspace": 0.65})   # room for the tick labels
         for row, metric in enumerate(metrics):
             for column, name in enumerate(names):
                 axis = axes[row, column]

@@ -254,6 +254,7 @@ def test_the_sanity_stage_on_the_smoke_run_resumes_its_model_calls(smoke_run, tm
     (the computation is replaced by one that fails) with the same scores; tables, figures, section."""
     from repro import pipeline
     from repro.data.prepare import prepare_data
+    from repro.execution import InProcess
     from tests.helpers import copy_run
     run = copy_run(smoke_run, tmp_path / "run", parts=("data", "cache", "models", "maps"))
     tests = list(SANITY_TESTS)
@@ -261,8 +262,12 @@ def test_the_sanity_stage_on_the_smoke_run_resumes_its_model_calls(smoke_run, tm
         f"evaluation.sanity.tests=[{', '.join(tests)}]", "evaluation.sanity.deletion_steps=4",
         "evaluation.sanity.faithfulness_images=3", "evaluation.stability.resamples=3"])
     datasets = prepare_data(experiment, progress=False)
-    plans = {name: pipeline.plan_maps(experiment, dataset) for name, dataset in datasets.items()}
+    # the maps stage makes only what the checks add: the validation maps that tune the threshold
+    plans = pipeline.stage_maps(experiment, datasets, InProcess(), progress=False)
+    tuning = [t for t in plans["siim"].tasks if set(t.image_ids) <= set(plans["siim"].tuning)]
+    assert tuning and {t.model for t in tuning} == {experiment.roles.replicates[0], "unet_r1"}
     scores, cells = pipeline.stage_sanity(experiment, datasets, plans, progress=False)
+    assert {"iou_tuned", "tuned_threshold"} <= set(scores.metric)
     assert {(d, t) for d, t in zip(scores.dataset, scores.test)} == {(d, t) for d in datasets for t in tests}
     units = sorted(p.name for p in (run / "sanity" / "siim").iterdir())
     assert "deletion-GRAD.json" in units and "road-NOISE.json" in units and "road-EDGE.json" in units

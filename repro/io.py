@@ -77,6 +77,29 @@ def write_bytes(path: str | os.PathLike, data: bytes) -> Path:
     return Path(path)
 
 
+def link_missing_files(source: Path, target: Path) -> int:
+    """Hard links in `target` to every file of `source` that `target` lacks (copies, written whole,
+    across file systems), skipping hidden and *.partial paths (a run's lock, unfinished models).
+    Safe because the kit never writes through a file: it replaces it (atomic_path). Returns the
+    number of files linked."""
+    linked = 0
+    for path in sorted(source.rglob("*")) if source.is_dir() else []:
+        relative = path.relative_to(source)
+        if not path.is_file() or path.is_symlink() or any(part.endswith(".partial") or part.startswith(".")
+                                                          for part in relative.parts):
+            continue
+        destination = target / relative
+        if destination.exists():
+            continue
+        destination.parent.mkdir(parents=True, exist_ok=True)
+        try:
+            os.link(path, destination)
+        except OSError:     # another file system: a copy (its new time makes phantom data new)
+            write_bytes(destination, path.read_bytes())
+        linked += 1
+    return linked
+
+
 def write_json(path: str | os.PathLike, obj) -> Path:
     return write_text(path, json.dumps(obj, indent=2, sort_keys=True, default=_json_default) + "\n")
 

@@ -9,6 +9,7 @@
                                               <model>.partial/ while training
       maps/<dataset>/<model>/<state>/<method>/<image>.npz    one saliency map per file
       maps/<dataset>/xrai-segments/           XRAI's segments, shared by every model and state
+      sanity/<dataset>/<test>-<group>.json    the faithfulness checks' scores of one group (model calls)
       results/                                scores, tables, figures, grade
       results/report/                         the HTML report (index.html), a folder that opens offline
       provenance.json                         what the results were made from and by (written last)
@@ -25,6 +26,9 @@ from pathlib import Path
 @dataclass(frozen=True)
 class RunLayout:
     root: Path
+    # What another run may lend this one (runtime.reuse_from): the phantoms (their files' times are
+    # part of the data's fingerprint), the decoded arrays, the trained models and the maps.
+    REUSABLE = ("data", "cache", "models", "maps")
 
     @property
     def lock_file(self) -> Path:
@@ -68,6 +72,10 @@ class RunLayout:
 
     def segments_dir(self, dataset: str) -> Path:
         return self.maps_dir(dataset) / "xrai-segments"
+
+    def sanity_dir(self, dataset: str) -> Path:
+        """The sanity checks' units of model-call work, one file each (repro.evaluation.sanity)."""
+        return self.root / "sanity" / dataset
 
     @property
     def provenance_file(self) -> Path:

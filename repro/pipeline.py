@@ -28,10 +28,11 @@ from repro.data.preview import preview_grid
 from repro.evaluation import plan as evaluation_plan
 from repro.evaluation.maps import MapContext
 from repro.evaluation.plan import MapPlan
+from repro.evaluation.sanity_run import run_sanity_scores
 from repro.evaluation.scoring import SCORE_COLUMNS, score_one_dataset
 from repro.execution import InProcess, executor_for
 from repro.experiments import REPOSITORY, Experiment, TrainSettings, load_experiment, resolved_config
-from repro.io import RunLock, read_json_object, write_json, write_text
+from repro.io import RunLock, link_missing_files, read_json_object, write_json, write_text
 from repro.models.jobs import TrainContext
 from repro.models.weights import missing
 from repro.provenance import StageClock, provenance_record
@@ -40,6 +41,7 @@ from repro.report.examples import examples_for
 from repro.report.figures import FIGURES, save_figure
 from repro.report.grade import write_grade
 from repro.report.html import comparisons_of, write_html_report, write_provenance_page
+from repro.report.sanity import sanity_figures, sanity_section, write_sanity_tables
 from repro.report.summary import RunReport, check_controls, report_markdown
 from repro.report.tables import write_table
 from repro.results import publish, read_cells, read_report, read_scores
@@ -48,11 +50,33 @@ from repro.statistics.cells import ModelChoice, PostHoc
 from repro.statistics.cells import main_choice as statistics_choice
 from repro.statistics.export import export_for_r
 from repro.statistics.run import dataset_cells, run_statistics
+from repro.statistics.sanity import run_sanity_cells
 from repro.worker import WORKER
 
 log = logging.getLogger(__name__)
 
 # --- stages ---------------------------------------------------------------------------------------
+
+def stage_reuse(experiment: Experiment, *, progress: bool = True) -> int:
+    """runtime.reuse_from: links to another run directory's data, trained models and maps, for every
+    file this run lacks (repro.io.link_missing_files). Nothing is trusted for being there: a model or
+    map is used only where its fingerprint is the one this run wants, as this run's own files are,
+    else trained or computed again. Returns the number of files linked."""
+    source = experiment.settings.runtime.reuse_from
+    if source is None:
+        return 0
+    root, layout = experiment.resolve(source), experiment.layout
+    if root.resolve() == layout.root.resolve():
+        return 0
+    if not root.is_dir():
+        if progress:
+            print(f"reuse_from: {root} does not exist; this run makes its own data, models and maps", flush=True)
+        return 0
+    linked = sum(link_missing_files(root / folder, layout.root / folder) for folder in layout.REUSABLE)
+    if progress:
+        print(f"reuse_from: {linked} files of data, models and maps linked from {root}", flush=True)
+    return linked
+
 
 def stage_data(experiment: Experiment, *, progress: bool = True) -> dict[str, Dataset]:
     """The data checked (repro.data.check: one error naming every problem, before any work), then
@@ -210,6 +234,38 @@ def export_statistics(experiment: Experiment, directory: Path) -> Path:
     return export_for_r(post_hoc.families, evaluation.constant_comparison, directory)
 
 
+def stage_sanity(experiment: Experiment, datasets: dict[str, Dataset], plans: dict[str, MapPlan], executor=None, *,
+                 progress: bool = True) -> tuple[pd.DataFrame, pd.DataFrame] | None:
+    """The sanity checks of evaluation.sanity (none: None): per-image scores (results/sanity_scores.csv,
+    repro.evaluation.sanity_run) and their cells with bootstrap stability (repro.statistics.sanity)."""
+    settings = experiment.settings
+    if settings.evaluation.sanity is None:
+        return None
+    # The units of model calls run where the maps run: in this process for an in-process run (two
+    # worker processes would each hold TensorFlow and the models: 6.5 GB at the demo's peak, against
+    # about half in one process with the run's threads), on the workers of a cluster.
+    units = InProcess() if executor is None or isinstance(executor, InProcess) else executor
+    scores = run_sanity_scores(experiment.datasets, datasets, plans, context=map_context(experiment),
+                               roles=experiment.roles, evaluation=settings.evaluation, run_units=units.map,
+                               progress=progress)
+    WORKER.release("maps")
+    write_text(experiment.layout.result("sanity_scores.csv"), scores.to_csv(index=False))
+    cells = run_sanity_cells(scores, experiment.datasets, _choices(experiment), methods=settings.saliency.methods,
+                             evaluation=settings.evaluation)
+    return scores, cells
+
+
+def stage_sanity_report(experiment: Experiment, scores: pd.DataFrame, cells: pd.DataFrame,
+                        main_cells: pd.DataFrame) -> str:
+    """The sanity checks' tables (results/table_sanity.md, sanity_cells.csv) and figures
+    (figure_sanity_<check>.png|pdf); returns report.md's section."""
+    out = experiment.layout.results_dir
+    write_sanity_tables(cells, out, datasets=experiment.datasets)
+    sanity_figures(scores, cells, out, datasets=experiment.datasets, methods=experiment.settings.saliency.methods,
+                   choices=_choices(experiment))
+    return sanity_section(cells, main_cells, datasets=experiment.datasets)
+
+
 def stage_tables(experiment: Experiment, cells: pd.DataFrame, tables=(2, 3, 4)) -> list[Path]:
     paths = []
     for table in tables:
@@ -302,6 +358,7 @@ def _run_stages(experiment: Experiment, clock: StageClock, cluster: str | None, 
     write_json(layout.settings_file, resolved_config(experiment))
     with clock.stage("data"):
         say(f"data: experiment {experiment.name}, run directory {layout.root}")
+        stage_reuse(experiment, progress=progress)
         stage_data(experiment, progress=progress)
     with executor_for(cluster, progress=progress, workers=experiment.settings.runtime.threads or 1) as executor:
         with clock.stage("train"):
@@ -320,13 +377,21 @@ def _run_stages(experiment: Experiment, clock: StageClock, cluster: str | None, 
         with clock.stage("statistics"):
             say("statistics and verdict stability")
             cells = stage_statistics(experiment, scores, executor, progress=progress)
+        sanity = None
+        if experiment.settings.evaluation.sanity is not None:
+            with clock.stage("sanity"):
+                say("sanity checks adopted after the paper")
+                sanity = stage_sanity(experiment, datasets, plans, executor, progress=progress)
     with clock.stage("report"):
         say("tables, figures, grade, HTML report")
         stage_tables(experiment, cells)
         stage_figures(experiment, scores, cells, datasets, plans)
         grade = stage_grade(experiment, cells)
         report = RunReport(experiment, cells, grade, check_controls(cells), models=models)
-        write_text(layout.result("report.md"), report_markdown(report))
+        markdown = report_markdown(report)
+        if sanity is not None:
+            markdown += "\n" + stage_sanity_report(experiment, *sanity, cells)
+        write_text(layout.result("report.md"), markdown)
         stage_report(experiment, scores, cells, datasets, plans, grade, progress=progress)
     report.provenance = provenance_record(experiment, clock, cluster=cluster, repository=REPOSITORY)
     write_json(layout.provenance_file, report.provenance)

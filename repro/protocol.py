@@ -43,6 +43,16 @@ UTILITY, RANDOMIZATION, REPEATABILITY, REPRODUCIBILITY = (
 TESTS = (UTILITY, RANDOMIZATION, REPEATABILITY, REPRODUCIBILITY)
 SSIM_TESTS = (RANDOMIZATION, REPEATABILITY, REPRODUCIBILITY)
 
+# The sanity checks adopted after the paper (docs/sanity-checks.md), off unless an experiment lists
+# them in evaluation.sanity.tests: eMPRT, the null-map controls under the randomization rule, the
+# random-logit test, cheXlocalize's localization (Otsu IoU, hit rate), the utility verdicts again with average precision,
+# and the faithfulness curves (deletion / insertion, ROAD) on replicate 1.
+EMPRT, NULL_MAPS, RANDOM_LOGIT, LOCALIZATION, AVERAGE_PRECISION, DELETION, ROAD = (
+    "emprt", "null_maps", "random_logit", "localization", "average_precision", "deletion", "road")
+SANITY_TESTS = (EMPRT, NULL_MAPS, RANDOM_LOGIT, LOCALIZATION, AVERAGE_PRECISION, DELETION, ROAD)
+# The null maps of Binder et al. (2023), scored raw beside the methods: a constant and a noise map.
+NULL_CONTROLS = ("CONST", "NOISE")
+
 PASS, FAIL, UNCERTAIN = "pass", "did not pass", "uncertain"
 VERDICTS = (PASS, FAIL, UNCERTAIN)
 NOT_MEASURED = "not measured"

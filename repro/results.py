@@ -14,6 +14,7 @@ import pandas as pd
 
 from repro.experiments import Experiment, results_fingerprint_of, results_settings, settings_changes
 from repro.io import atomic_folder, read_json_object, sha256_file, write_bytes
+from repro.protocol import SANITY_TESTS
 from repro.report.readme import update_readme
 from repro.report.summary import RunReport, check_controls
 from repro.statistics.run import read_cells_file
@@ -23,6 +24,9 @@ from repro.versions import CODE_VERSIONS
 PUBLISHED_FILES = ("report.md", "models.json", "table2.md", "table3.md", "table4.md", "table2.csv", "table3.csv", "table4.csv",
                    "cells.csv", "grade.md", "grade.json", "degenerate.json", "images.csv",
                    "figure2.png", "figure3.png", "figure4.png", "figure2.pdf", "figure3.pdf", "figure4.pdf")
+# The sanity checks' results, where a run has them (evaluation.sanity).
+PUBLISHED_SANITY_FILES = ("table_sanity.md", "sanity_cells.csv", "sanity_findings.csv",
+                          *(f"figure_sanity_{test}.{kind}" for test in SANITY_TESTS for kind in ("png", "pdf")))
 
 
 def publish(experiment: Experiment) -> list[Path]:
@@ -33,7 +37,8 @@ def publish(experiment: Experiment) -> list[Path]:
     if target is None:
         return []
     copied = []
-    sources = [experiment.layout.result(name) for name in PUBLISHED_FILES] + [experiment.layout.provenance_file]
+    sources = [experiment.layout.result(name) for name in (*PUBLISHED_FILES, *PUBLISHED_SANITY_FILES)]
+    sources.append(experiment.layout.provenance_file)
     for source in sources:
         if source.is_file():
             copied.append(write_bytes(target / source.name, source.read_bytes()))

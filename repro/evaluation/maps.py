@@ -77,6 +77,18 @@ def compute_chunk(context: MapContext, task: MapTask) -> int:
     return len(task.image_ids)
 
 
+def model_and_inputs(context: MapContext, dataset_name: str, model_name: str, image_ids):
+    """For a unit of model calls beside the maps (the sanity checks): the trained model `model_name`
+    of the data set as this process holds it (repro.models.resident), the images' model inputs, and
+    the data set's XRAI segment cache."""
+    from repro.runtime import import_tensorflow
+    import_tensorflow()     # quietly, before repro.models.resident imports Keras in a fresh process
+    resident = _resident(context)
+    dataset = _dataset(context, resident, dataset_name)
+    images = dataset.model_inputs(indices_of(dataset, image_ids))
+    return resident.models.in_state(dataset_name, model_name), images, _segments(context, resident, dataset_name)
+
+
 def segment_chunk(context: MapContext, dataset_name: str, image_ids: tuple[str, ...]) -> int:
     """XRAI's segments of some images, into the run's segment cache (numpy work on one core: no
     model, no TensorFlow, so that any process can do it beside the ones that compute maps)."""

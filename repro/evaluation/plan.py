@@ -17,12 +17,12 @@ import hashlib
 from dataclasses import dataclass
 
 from repro.data.dataset import Dataset
-from repro.evaluation.selection import ImageSelection, select_images
+from repro.evaluation.selection import ImageSelection, select_images, validation_positives
 from repro.experiments import Cascade, Evaluation, ModelSpec, Roles, Saliency, TrainSettings
 from repro.io import fingerprint
 from repro.layout import RunLayout
 from repro.models.records import model_fingerprint, unusable_model
-from repro.protocol import INCEPTION_STATES, ORIGINAL
+from repro.protocol import INCEPTION_STATES, LOCALIZATION, ORIGINAL
 from repro.versions import MAPS_VERSION
 
 LOCALIZER = "LOCALIZER"      # the method name of a localization network's own map
@@ -119,6 +119,7 @@ class MapPlan:
     states: dict[str, tuple[str, ...]]
     localizers: tuple[str, ...]
     shape: tuple[int, int]      # every map's: the model input's
+    tuning: tuple[str, ...] = ()   # validation images whose maps tune cheXlocalize's threshold (sanity checks)
 
     def fingerprint(self, model: str, state: str, method: str) -> str:
         for task in self.tasks:
@@ -163,6 +164,11 @@ def plan_maps(dataset: Dataset, *, layout: RunLayout, models: dict[str, ModelSpe
     needed = needed_maps(selection, roles, cascade_states, localizers)
     shape = (dataset.size, dataset.size)
     tasks = map_tasks(dataset.name, needed, localizers, fingerprints, parameters, saliency, cascade, shape=shape)
+    tuning = tuning_images(dataset, evaluation)
+    if tuning:   # chunks of their own after the tests' chunks, which stay as they are
+        tuned_models = (roles.replicates[0], *localizers[:1])
+        tasks += map_tasks(dataset.name, {(model, ORIGINAL): tuning for model in tuned_models}, localizers,
+                           fingerprints, parameters, saliency, cascade, shape=shape)
     if methods is not None:
         tasks = [t for t in tasks if t.method in methods or t.method == LOCALIZER]
     if states is not None:
@@ -171,4 +177,12 @@ def plan_maps(dataset: Dataset, *, layout: RunLayout, models: dict[str, ModelSpe
         if unknown:
             raise ValueError(f"states: unknown {unknown}; the models of {dataset.name} have the states {', '.join(known)}")
         tasks = [t for t in tasks if t.state in states]
-    return MapPlan(selection, tasks, cascade_states, localizers, shape)
+    return MapPlan(selection, tasks, cascade_states, localizers, shape, tuning)
+
+
+def tuning_images(dataset: Dataset, evaluation: Evaluation) -> tuple[str, ...]:
+    """The validation positives whose maps (replicate 1's and the first localizer's) tune
+    cheXlocalize's threshold, when the sanity check `localization` is on; else none."""
+    if evaluation.sanity is None or LOCALIZATION not in evaluation.sanity.tests:
+        return ()
+    return validation_positives(dataset)

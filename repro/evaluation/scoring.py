@@ -95,7 +95,7 @@ def score_dataset(dataset: DatasetSpec, selection: ImageSelection, truth: TruthF
                   methods, evaluation: Evaluation) -> tuple[pd.DataFrame, Degenerate]:
     rows = _Rows(dataset.name)
     degenerate = Degenerate(empty_masks=sum(not truth.masks[i].any() for i in selection.utility))
-    controls = _controls(selection, truth) if evaluation.controls else {}
+    controls = control_maps(selection, truth) if evaluation.controls else {}
     classifiers = list(dict.fromkeys([*roles.replicates, *(m for pair in (roles.repeatability, roles.reproducibility)
                                                            for m in (pair or ()))]))
 
@@ -181,7 +181,7 @@ def _pairs(main, others) -> list[tuple[str, str]]:
     return list(dict.fromkeys([tuple(main), *map(tuple, others)]))
 
 
-def _controls(selection: ImageSelection, truth: TruthFor) -> dict[str, Callable]:
+def control_maps(selection: ImageSelection, truth: TruthFor) -> dict[str, Callable]:
     """EDGE and ORACLE: maps that ignore the model, the same in every model and state."""
     edge = dict(zip(selection.all, edge_control(np.stack([truth.images[i] for i in selection.all]))))
     controls = {"EDGE": lambda ids: np.stack([edge[i] for i in ids])}

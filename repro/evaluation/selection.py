@@ -66,6 +66,12 @@ def select_images(dataset: Dataset, evaluation: Evaluation) -> ImageSelection:
     return ImageSelection(tuple(utility), tuple(sample), tuple(curve))
 
 
+def validation_positives(dataset: Dataset) -> tuple[str, ...]:
+    """The positive validation images in list order: where cheXlocalize's threshold is tuned (the
+    sanity check `localization`; never an image of the tests)."""
+    return tuple(str(dataset.ids[i]) for i in dataset.split_list("val") if dataset.labels[i] == 1)
+
+
 def indices_of(dataset: Dataset, image_ids) -> np.ndarray:
     """Row indices of `image_ids` in the data set, in the order given."""
     position = {image_id: i for i, image_id in enumerate(dataset.ids)}

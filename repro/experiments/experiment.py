@@ -173,8 +173,13 @@ def results_fingerprint_of(settings: dict) -> str:
 def results_settings(settings: dict) -> dict:
     """The part of an experiment's settings (a model_dump, or the experiment.json a run wrote) that
     its results are made from: every setting but RUN_ONLY_SETTINGS."""
-    return {key: value for key, value in settings.items()
+    kept = {key: value for key, value in settings.items()
             if key in ExperimentSettings.model_fields and key not in RUN_ONLY_SETTINGS}
+    evaluation = kept.get("evaluation")
+    if isinstance(evaluation, dict) and evaluation.get("sanity") is None:
+        # No sanity checks: the results are those of a run made before they existed (same fingerprint).
+        kept["evaluation"] = {key: value for key, value in evaluation.items() if key != "sanity"}
+    return kept
 
 
 def settings_changes(before: dict, now: dict, *, prefix: str = "") -> list[str]:

@@ -14,7 +14,7 @@ from typing import Any, Literal, Optional, Union
 
 from pydantic import BaseModel, ConfigDict, Field, model_validator
 
-from repro.protocol import DATASETS, METHODS, PAPER_METHODS
+from repro.protocol import DATASETS, METHODS, PAPER_METHODS, SANITY_TESTS
 
 REPOSITORY = Path(__file__).resolve().parents[2]
 EXPERIMENTS_DIR = REPOSITORY / "experiments"
@@ -268,6 +268,27 @@ class Stability(_Section):
 Images = Union[Literal["all"], int]
 
 
+class SanityChecks(_Section):
+    """The sanity checks adopted after the paper (docs/sanity-checks.md), scored beside the four
+    tests on the same images and maps; absent (the paper, the demo): none."""
+    tests: list[Literal[SANITY_TESTS]] = Field(min_length=1, description=(
+        "any of emprt, null_maps, localization, average_precision (maps already made), random_logit "
+        "(maps of the other class), deletion, road (model calls on replicate 1's trained maps of the SSIM sample)"))
+    seed: int = Field(0, ge=0, description="the noise maps, ROAD's tie-breaking and imputation noise")
+    deletion_steps: int = Field(32, ge=2, description="pixel steps of the deletion and insertion curves "
+                                                      "(RISE: one row a step, 128 at 128 px)")
+    faithfulness_images: Images = Field("all", description="images of the SSIM sample the deletion, "
+                                                           "insertion and ROAD curves are computed on")
+
+    @model_validator(mode="after")
+    def _distinct(self):
+        if len(set(self.tests)) != len(self.tests):
+            raise ValueError(f"tests lists a test twice: {self.tests}")
+        if self.faithfulness_images != "all" and self.faithfulness_images < 3:
+            raise ValueError(f"faithfulness_images must be 'all' or an integer >= 3, got {self.faithfulness_images!r}")
+        return self
+
+
 class Evaluation(_Section):
     utility_images: Images = Field("all", description="positive test images scored for utility")
     ssim_images: int = Field(100, ge=3, description="the random sample of positive test images for "
@@ -289,6 +310,7 @@ class Evaluation(_Section):
     reproducibility: Optional[list[str]] = Field(None, min_length=2, max_length=2)
     controls: bool = True
     stability: Stability = Stability()
+    sanity: Optional[SanityChecks] = Field(None, description="the checks adopted after the paper; null: none")
 
     @model_validator(mode="after")
     def _caps(self):
@@ -315,6 +337,9 @@ class Runtime(_Section):
     training: TrainingRuntime = TrainingRuntime()
     weights_dir: Optional[str] = Field(None, description="pretrained weights from this folder (repro weights fetch), "
                                                          "never downloaded; null: downloaded on first use")
+    reuse_from: Optional[str] = Field(None, description=(
+        "another run directory (the demo's: runs/demo) whose trained models and maps this run links to "
+        "before its own stages; each is then used only where its fingerprint is this run's, as this run's own"))
 
 
 class ExperimentSettings(_Section):

@@ -33,7 +33,8 @@ from repro.evaluation.scoring import SCORE_COLUMNS, score_one_dataset
 from repro.execution import InProcess, executor_for
 from repro.experiments import REPOSITORY, Experiment, TrainSettings, load_experiment, resolved_config
 from repro.io import RunLock, link_missing_files, read_json_object, write_json, write_text
-from repro.models.jobs import TrainContext
+from repro.models.jobs import TrainContext, training_jobs
+from repro.models.records import model_summary
 from repro.models.weights import missing
 from repro.provenance import StageClock, provenance_record
 from repro.report.compare import compare as compare_runs
@@ -95,17 +96,8 @@ def stage_data(experiment: Experiment, *, progress: bool = True) -> dict[str, Da
 
 
 def train_jobs(experiment: Experiment, *, only: str | None = None) -> list[tuple[str, tuple[str, ...]]]:
-    """(data set, models of one architecture) for every model the kit trains, in file order: the
-    units of training work (a process trains the replicates of a group one after another)."""
-    models = experiment.models
-    if only is not None and only not in models:
-        raise ValueError(f"unknown model {only!r}; experiment {experiment.name} has {', '.join(models)}")
-    groups: dict[tuple[str, str], list[str]] = {}
-    for dataset, spec in experiment.datasets.items():
-        for name, model in models.items():
-            if model.file is None and model.applies_to(spec) and (only is None or name == only):
-                groups.setdefault((dataset, model.arch), []).append(name)
-    return [(dataset, tuple(names)) for (dataset, _), names in groups.items()]
+    """The units of training work of the experiment's models (repro.models.jobs.training_jobs)."""
+    return training_jobs(experiment.models, experiment.datasets, only=only, source=f"experiment {experiment.name}")
 
 
 def _train_settings(experiment: Experiment) -> dict[str, TrainSettings]:
@@ -123,24 +115,12 @@ def train_context(experiment: Experiment) -> TrainContext:
 
 
 def check_model_files(experiment: Experiment) -> list[dict]:
-    """Load each of the user's model files once before any work: a wrong input size, an output
-    that is not (N, classes), or probabilities without a softmax / sigmoid to trace back to their
-    logits is an error naming the file, not a failure hours into the maps. Each model is scored on
-    every data set's validation and test images: its records for models.json, as the kit's own
-    trained models have (a classifier near chance is then named in the report)."""
+    """The user's model files loaded, checked and scored before any work (repro.models.files)."""
     specs = [spec for spec in experiment.models.values() if spec.file is not None]
     if not specs:
         return []
-    from repro.models.files import file_model_scores, load_file_model   # TensorFlow: only when there are files
-    datasets = prepare_data(experiment, progress=False)   # from the cache
-    records = []
-    for spec in specs:
-        model = load_file_model(spec, experiment.settings.data.input_size)
-        for name, dataset in datasets.items():
-            records.append({"dataset": name, "model": spec.name, "arch": spec.arch, "monitor": "auc",
-                            **file_model_scores(model, dataset), "epochs": None, "best_epoch": None, "seed": None,
-                            "restarts": []})
-    return records
+    from repro.models.files import file_model_records   # TensorFlow: only when there are files
+    return file_model_records(specs, prepare_data(experiment, progress=False), experiment.settings.data.input_size)
 
 
 def stage_train(experiment: Experiment, executor, *, only: str | None = None, progress: bool = True) -> list[dict]:
@@ -154,13 +134,6 @@ def stage_train(experiment: Experiment, executor, *, only: str | None = None, pr
     if not jobs:
         return files
     return executor.train(train_context(experiment), jobs, progress=progress) + files
-
-
-def model_summary(records: list[dict]) -> dict:
-    """Each trained model's validation and test scores (results/models.json; no times, so that a
-    rerun writes the same bytes)."""
-    keep = ("arch", "monitor", "val", "test", "epochs", "best_epoch", "seed", "restarts")
-    return {f"{r['dataset']}/{r['model']}": {k: r[k] for k in keep} for r in records}
 
 
 def plan_maps(experiment: Experiment, dataset: Dataset, *, methods=None, states=None) -> MapPlan:

@@ -65,6 +65,22 @@ def load_file_model(spec: ModelSpec, size: int | None = None) -> keras.Model:
     return keras.Model(image, logits, name=spec.name)
 
 
+def file_model_records(specs: list[ModelSpec], datasets: dict, input_size: int | None) -> list[dict]:
+    """Load each of the user's model files once before any work: a wrong input size, an output
+    that is not (N, classes), or probabilities without a softmax / sigmoid to trace back to their
+    logits is an error naming the file, not a failure hours into the maps. Each model is scored on
+    every data set's validation and test images: its records for models.json, as the kit's own
+    trained models have (a classifier near chance is then named in the report)."""
+    records = []
+    for spec in specs:
+        model = load_file_model(spec, input_size)
+        for name, dataset in datasets.items():
+            records.append({"dataset": name, "model": spec.name, "arch": spec.arch, "monitor": "auc",
+                            **file_model_scores(model, dataset), "epochs": None, "best_epoch": None, "seed": None,
+                            "restarts": []})
+    return records
+
+
 def file_model_scores(model: keras.Model, dataset) -> dict[str, dict[str, float | None]]:
     """A wrapped user's model's ROC AUC on the data set's validation and test images (P(class 1),
     the softmax of its logits), as models.json records the kit's own classifiers; None where a

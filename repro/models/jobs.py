@@ -15,6 +15,7 @@ from dataclasses import dataclass
 from repro.data.prepare import DataSource
 from repro.experiments import ModelSpec, TrainSettings
 from repro.layout import RunLayout
+from repro.protocol import DatasetSpec
 from repro.models.weights import use_weights_dir
 from repro.runtime import configure
 
@@ -31,6 +32,21 @@ class TrainContext:
     isolated: bool = False   # training in fresh processes (runtime.training.isolated)
     process_per_dataset: tuple[str, ...] = ()   # architectures with one such process per data set
     weights_dir: str | None = None   # pretrained weights read from here (runtime.weights_dir, resolved)
+
+
+def training_jobs(models: dict[str, ModelSpec], datasets: dict[str, DatasetSpec], *, only: str | None = None,
+                  source: str = "the experiment") -> list[tuple[str, tuple[str, ...]]]:
+    """(data set, models of one architecture) for every model the kit trains, in file order: the
+    units of training work (a process trains the replicates of a group one after another).
+    `source` names the experiment in the error for an unknown `only`."""
+    if only is not None and only not in models:
+        raise ValueError(f"unknown model {only!r}; {source} has {', '.join(models)}")
+    groups: dict[tuple[str, str], list[str]] = {}
+    for dataset, spec in datasets.items():
+        for name, model in models.items():
+            if model.file is None and model.applies_to(spec) and (only is None or name == only):
+                groups.setdefault((dataset, model.arch), []).append(name)
+    return [(dataset, tuple(names)) for (dataset, _), names in groups.items()]
 
 
 def train_group(context: TrainContext, dataset: str, names: tuple[str, ...], *, progress: bool = False) -> list[dict]:

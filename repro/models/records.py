@@ -51,6 +51,13 @@ def unusable_model(layout: RunLayout, dataset: str, name: str, wanted: str) -> s
 # What a model's record must hold for the stages that read it (model_summary, the report).
 RECORD_KEYS = ("fingerprint", "sha256", "weights_sha256", "arch", "monitor", "val", "test", "epochs", "best_epoch",
                "seed", "restarts")
+# What results/models.json keeps of each record: no times, so that a rerun writes the same bytes.
+SUMMARY_KEYS = ("arch", "monitor", "val", "test", "epochs", "best_epoch", "seed", "restarts")
+
+
+def model_summary(records: list[dict]) -> dict:
+    """Each model's validation and test scores by "<data set>/<model>" (results/models.json)."""
+    return {f"{r['dataset']}/{r['model']}": {k: r[k] for k in SUMMARY_KEYS} for r in records}
 
 
 def _finished(layout: RunLayout, dataset: str, name: str, wanted: str) -> tuple[dict | None, str | None]:

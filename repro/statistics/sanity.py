@@ -84,28 +84,22 @@ def sanity_cells(scores: pd.DataFrame, dataset: DatasetSpec, choice: ModelChoice
             mine = rows[rows["group"] == group]
             if mine.empty:
                 continue
-            baseline = _image_means(mine[mine["state"] == "baseline"]).assign(group="baseline")
-            randomized = _image_means(mine[mine["state"] != "baseline"]).assign(group="randomized")
-            cells.append(_value_cell(NULL_MAPS, name, "randomized", "FullyRandomized", randomized, label=group))
-            cells.append(_value_cell(NULL_MAPS, name, "baseline", "RandBaseline", baseline, label=group))
-            (contrast,) = post_hoc.contrasts(f"{name} null maps {group}", pd.concat([randomized, baseline]),
-                                             [("randomized", "baseline")], higher_is_pass=False)
-            cells.append(_p_cell(NULL_MAPS, name, group, "P_Randomization", contrast,
-                                 f"{group} fully randomized vs its random-pair baseline"))
+            cells += _below_baseline(post_hoc, NULL_MAPS, name, group,
+                                     _image_means(mine[mine["state"] != "baseline"]),
+                                     _image_means(mine[mine["state"] == "baseline"]),
+                                     tested=("randomized", "FullyRandomized"),
+                                     p_column="P_Randomization", family=f"{name} null maps {group}",
+                                     comparison=f"{group} fully randomized vs its random-pair baseline")
     if RANDOM_LOGIT in tests:
         rows = scores[(scores["test"] == RANDOM_LOGIT) & (scores["model"] == choice.utility)]
         for group in [*methods, *controls]:
             mine = rows[rows["group"] == group]
             if mine.empty:
                 continue
-            baseline = mine[mine["state"] == "baseline"].assign(group="baseline")
-            other = mine[mine["state"] != "baseline"].assign(group="other class")
-            cells.append(_value_cell(RANDOM_LOGIT, name, "baseline", "RandBaseline", baseline, label=group))
-            cells.append(_value_cell(RANDOM_LOGIT, name, "other class", "OtherClass", other, label=group))
-            (contrast,) = post_hoc.contrasts(f"{name} random logit {group}", pd.concat([other, baseline]),
-                                             [("other class", "baseline")], higher_is_pass=False)
-            cells.append(_p_cell(RANDOM_LOGIT, name, group, "P_Logit", contrast,
-                                 f"{group} other class's map vs its random-pair baseline"))
+            cells += _below_baseline(post_hoc, RANDOM_LOGIT, name, group, mine[mine["state"] != "baseline"],
+                                     mine[mine["state"] == "baseline"], tested=("other class", "OtherClass"),
+                                     p_column="P_Logit", family=f"{name} random logit {group}",
+                                     comparison=f"{group} other class's map vs its random-pair baseline")
     high = dataset.high_baseline if choice.localizer else None
     for test, metric, column, short in ((LOCALIZATION, "iou_otsu", "IoU", "IoU"),
                                         (LOCALIZATION, "iou_tuned", "IoUTuned", "IoUTuned"),
@@ -181,6 +175,20 @@ def sanity_stability(scores: pd.DataFrame, cells: pd.DataFrame, dataset: Dataset
 def _verdicts(cells: pd.DataFrame) -> pd.Series:
     found = cells[cells["column"].str.startswith("P_") & ~cells["verdict"].isin(["", NOT_MEASURED])]
     return found.set_index(KEY)["verdict"]
+
+
+def _below_baseline(post_hoc: PostHoc, test: str, dataset: str, group: str, scored: pd.DataFrame,
+                    baseline: pd.DataFrame, *, tested: tuple[str, str], p_column: str, family: str,
+                    comparison: str) -> list[list]:
+    """The paper's randomization rule for one group: the value cells of the tested maps' SSIM
+    (`tested`: its label and column) and of its random-pair baseline, and the P cell of "tested
+    below baseline"."""
+    label, column = tested
+    scored, baseline = scored.assign(group=label), baseline.assign(group="baseline")
+    (contrast,) = post_hoc.contrasts(family, pd.concat([scored, baseline]), [(label, "baseline")], higher_is_pass=False)
+    return [_value_cell(test, dataset, label, column, scored, label=group),
+            _value_cell(test, dataset, "baseline", "RandBaseline", baseline, label=group),
+            _p_cell(test, dataset, group, p_column, contrast, comparison)]
 
 
 def _families(methods, controls, rows: pd.DataFrame) -> list[list[str]]:

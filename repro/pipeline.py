@@ -45,7 +45,7 @@ from repro.report.html import comparisons_of, write_html_report, write_provenanc
 from repro.report.sanity import sanity_figures, sanity_section, write_sanity_tables
 from repro.report.summary import RunReport, check_controls, report_markdown
 from repro.report.tables import write_table
-from repro.results import publish, read_cells, read_report, read_scores
+from repro.results import publish, read_cells, read_report, read_sanity_cells, read_scores
 from repro.runtime import give_back_memory
 from repro.statistics.cells import ModelChoice, PostHoc
 from repro.statistics.cells import main_choice as statistics_choice
@@ -263,13 +263,16 @@ def stage_figures(experiment: Experiment, scores: pd.DataFrame, cells: pd.DataFr
 
 
 def stage_report(experiment: Experiment, scores: pd.DataFrame, cells: pd.DataFrame, datasets: dict[str, Dataset],
-                 plans: dict[str, MapPlan], grade: dict | None, *, progress: bool = False) -> Path:
+                 plans: dict[str, MapPlan], grade: dict | None, *, sanity_cells: pd.DataFrame | None = None,
+                 progress: bool = False) -> Path:
     """results/report/: the run's HTML report, every page but provenance.html (written once the
-    provenance record is); returns its index.html."""
+    provenance record is), with sanity.html when `sanity_cells` (the sanity stage's) are given;
+    returns its index.html."""
     models = experiment.layout.result("models.json")
     return write_html_report(experiment, cells=cells, scores=scores, datasets=datasets, plans=plans,
                              choices=_choices(experiment, datasets), grade=grade,
-                             models=read_json_object(models) if models.is_file() else {}, progress=progress)
+                             models=read_json_object(models) if models.is_file() else {}, sanity=sanity_cells,
+                             progress=progress)
 
 
 def stage_provenance_page(experiment: Experiment, provenance: dict, compare=()) -> Path:
@@ -286,10 +289,12 @@ def rewrite_report(experiment: Experiment, *, compare=(), progress: bool = True)
     holds their digests, and the report's folder is not among them."""
     with RunLock(experiment.layout.lock_file):     # not while a run replaces the same folder
         cells, scores = read_cells(experiment), read_scores(experiment)
+        sanity_cells = read_sanity_cells(experiment) if experiment.settings.evaluation.sanity is not None else None
         report = read_report(experiment)
         datasets = prepare_data(experiment, progress=False)
         plans = {name: plan_maps(experiment, dataset) for name, dataset in datasets.items()}
-        index = stage_report(experiment, scores, cells, datasets, plans, report.grade, progress=progress)
+        index = stage_report(experiment, scores, cells, datasets, plans, report.grade, sanity_cells=sanity_cells,
+                             progress=progress)
         stage_provenance_page(experiment, report.provenance, compare)
     return index
 
@@ -365,7 +370,8 @@ def _run_stages(experiment: Experiment, clock: StageClock, cluster: str | None, 
         if sanity is not None:
             markdown += "\n" + stage_sanity_report(experiment, *sanity, cells)
         write_text(layout.result("report.md"), markdown)
-        stage_report(experiment, scores, cells, datasets, plans, grade, progress=progress)
+        stage_report(experiment, scores, cells, datasets, plans, grade,
+                     sanity_cells=sanity[1] if sanity is not None else None, progress=progress)
     report.provenance = provenance_record(experiment, clock, cluster=cluster, repository=REPOSITORY)
     write_json(layout.provenance_file, report.provenance)
     stage_provenance_page(experiment, report.provenance)

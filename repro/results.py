@@ -109,6 +109,12 @@ def read_cells(experiment: Experiment) -> pd.DataFrame:
     return read_cells_file(current_result(experiment, "cells.csv", "tables"))
 
 
+def read_sanity_cells(experiment: Experiment) -> pd.DataFrame:
+    """The run's sanity_cells.csv (the sanity checks' cells, in cells.csv's form), made with the
+    experiment's current settings."""
+    return read_cells_file(current_result(experiment, "sanity_cells.csv", "sanity checks"))
+
+
 def read_report(experiment: Experiment) -> RunReport:
     """The report of the last finished run, from its files."""
     cells = read_cells(experiment)   # checked: made with these settings

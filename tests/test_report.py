@@ -154,3 +154,58 @@ def test_in_a_real_browser_every_page_loads_clean_and_two_clicks_reach_the_maps(
         page.wait_for_url(re.compile(r"image/siim/.+\.html$"))
         assert page.locator("table.grid img").count() > 0
         assert float(page.inner_text("table.scores tr:has(th:text-is('XRAI')) td:nth-child(2)")) == values[0]
+
+
+# --- the sanity checks' page (sanity.html) ------------------------------------------------------------
+
+SANITY_COLUMNS = ["test", "dataset", "method", "column", "mean", "sd", "n", "p", "verdict", "comparison", "fit", "icc",
+                  "bootstrap_agreement", "bootstrap_resamples", "fragile"]
+
+
+def test_without_sanity_checks_there_is_no_sanity_page(report):
+    assert not (report / "sanity.html").exists()
+    assert "sanity" not in (report / "index.html").read_text().lower()
+    assert "sanity" not in (report / "pages.json").read_text()
+
+
+def test_with_sanity_checks_the_report_has_their_page(smoke_run, tmp_path):
+    """Hand-made sanity cells (sanity_cells.csv's columns) through stage_report on a copy of the smoke
+    run: the page is in every page's navigation, its tables show the cells as table_sanity.md does,
+    with the verdict's class and stability, its figure is copied in, and it counts AP's moves."""
+    from repro.data.prepare import prepare_data
+    copy_run(smoke_run, tmp_path)
+    shutil.copy2(smoke_run.results / "figure2.png", tmp_path / "results" / "figure_sanity_emprt.png")
+    experiment = load_experiment("smoke", run_dir=tmp_path)
+    main = smoke_run.cells
+    utility = main[(main.table == 3) & (main.dataset == "siim") & (main.column == "P_AVG")
+                   & main.verdict.isin(["pass", "did not pass", "uncertain"])].iloc[0]
+    moved = "pass" if utility.verdict != "pass" else "uncertain"
+    sanity = pd.DataFrame([
+        ["emprt", "siim", "GRAD", "eMPRT", 0.2204, 0.0443, 40, "", "", "", "", None, None, None, False],
+        ["emprt", "siim", "GRAD", "P_Zero", None, None, 40, "<.001", "pass", "GRAD eMPRT vs 0", "mixed", 0.0667,
+         0.97, 100, False],
+        ["emprt", "siim", "GCAM", "eMPRT", -0.031, 0.07, 40, "", "", "", "", None, None, None, False],
+        ["emprt", "siim", "GCAM", "P_Zero", None, None, 40, ".01", "did not pass", "GCAM eMPRT vs 0", "mixed", 0.1,
+         0.6, 100, True],
+        ["average_precision", "siim", utility.method, "AP", 0.5, 0.1, 20, "", "", "", "", None, None, None, False],
+        ["average_precision", "siim", utility.method, "P_AP_AVG", None, None, 20, ".03", moved, "", "", None, None,
+         None, False]], columns=SANITY_COLUMNS)
+    datasets = prepare_data(experiment, progress=False)
+    plans = {name: pipeline.plan_maps(experiment, dataset) for name, dataset in datasets.items()}
+    index = pipeline.stage_report(experiment, results.read_scores(smoke_run.experiment), main, datasets, plans,
+                                  None, sanity_cells=sanity, progress=False)
+    report = index.parent
+    page = parse(report / "sanity.html")
+    for name in ("index.html", "tables.html", "sanity.html"):
+        assert ("a", "sanity.html") in parse(report / name).refs
+    assert {"emprt", "average_precision", "directions", "ap-moves"} <= page.ids
+    assert ("img", "figure_sanity_emprt.png") in page.refs and (report / "figure_sanity_emprt.png").is_file()
+    assert [ref for tag, ref in page.refs if tag == "img" and not (report / ref).is_file()] == []
+    text = (report / "sanity.html").read_text()
+    assert '<td class="">0.220 ± 0.04</td>' in text and '<td class="">-0.031 ± 0.07</td>' in text
+    passed = re.search(r'<td class="pass" title="([^"]*)">&lt;.001 ‡</td>', text)
+    assert passed and "the same verdict in 97% of 100 bootstrap resamples" in passed.group(1)
+    assert re.search(r'<td class="fail" title="[^"]*60% of 100[^"]*">.01 † ◊</td>', text)
+    assert "passes when its mean eMPRT is significantly above 0" in text       # the rule, from RULES
+    assert f"moves 1 of 1 of Table 3&#39;s utility verdicts: siim {utility.method} P_AVG: {utility.verdict} -&gt; {moved}" in text
+    assert text.count('class="outcome not-measured"') == 2     # neither published claim's cells are here

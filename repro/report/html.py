@@ -6,6 +6,9 @@ fonts: one style sheet and one small script of its own):
                               its evidence; classifiers near chance; the controls; the figures
   tables.html                 Tables 2-4, the paper's numbers beside ours with the difference, and
                               the fidelity grade (the paper's experiments)
+  sanity.html                 only for a run with the sanity checks (evaluation.sanity): per check,
+                              its rule, table and figure; the published directions of effect beside
+                              the run's; the Table 3 verdicts average precision moves
   images-<dataset>.html       every image the tests used with each method's map and the image's
                               scores, sortable by any method's score under any test
   image/<dataset>/<id>.html   one image: every model's and cascade state's maps, with scores
@@ -33,9 +36,12 @@ from tqdm.auto import tqdm
 
 from repro.evaluation.scores import edge_control, oracle_control
 from repro.io import atomic_folder, write_text
-from repro.protocol import AVG, CONTROLS, FAIL, LOW, NOT_MEASURED, ORIGINAL, PASS, STATE_LABELS, UNCERTAIN
+from repro.protocol import (AVERAGE_PRECISION, AVG, CONTROLS, FAIL, LOW, NOT_MEASURED, ORIGINAL, PASS, SANITY_TESTS, STATE_LABELS,
+                            UNCERTAIN)
 from repro.report.summary import (NEAR_CHANCE, VERDICT_COLUMNS, RunReport, check_controls, localizers_below_avg,
                                   near_chance)
+from repro.report.sanity import COLUMNS as SANITY_COLUMNS
+from repro.report.sanity import RULES, TITLES, ap_moves, format_sanity_cell, published_directions
 from repro.report.tables import LAYOUT, MARKERS, format_cell, note
 from repro.report.thumbnails import map_thumbnail, radiograph_thumbnail
 from repro.saliency.store import MapStore
@@ -68,12 +74,14 @@ class Thumb:
 # --- the report ----------------------------------------------------------------------------------
 
 def write_html_report(experiment, *, cells: pd.DataFrame, scores: pd.DataFrame, datasets: dict, plans: dict,
-                      choices: dict, grade: dict | None, models: dict, progress: bool = False) -> Path:
+                      choices: dict, grade: dict | None, models: dict, sanity: pd.DataFrame | None = None,
+                      progress: bool = False) -> Path:
     """Write results/report/ (every page but provenance.html) and return its index.html; `progress`
-    shows a bar over the images (the demo's: some 6,000 thumbnails)."""
+    shows a bar over the images (the demo's: some 6,000 thumbnails). `sanity`: the run's sanity cells
+    (sanity_cells.csv), which add sanity.html; None for a run without the sanity checks."""
     out = experiment.layout.report_dir
     with atomic_folder(out) as folder:
-        _Report(folder, experiment, cells, scores, datasets, plans, choices, grade, models, progress).write()
+        _Report(folder, experiment, cells, scores, datasets, plans, choices, grade, models, progress, sanity).write()
     return out / "index.html"
 
 
@@ -120,8 +128,10 @@ class _Report:
     """The pages of one run's report, written into `folder`; thumbnails are written once, when a
     page first shows them."""
 
-    def __init__(self, folder: Path, experiment, cells, scores, datasets, plans, choices, grade, models, progress):
+    def __init__(self, folder: Path, experiment, cells, scores, datasets, plans, choices, grade, models, progress,
+                 sanity=None):
         self.folder, self.experiment, self.progress = folder, experiment, progress
+        self.sanity = None if sanity is None or sanity.empty else _typed(sanity)
         self.cells, self.grade, self.models = _typed(cells), grade, models
         self.datasets, self.plans, self.choices = datasets, plans, choices
         self.specs = {name: spec for name, spec in experiment.datasets.items() if name in datasets}
@@ -145,12 +155,16 @@ class _Report:
         for name in figures:
             shutil.copyfile(results / name, self.folder / name)
         self.pages = [("index.html", "Overview"), ("tables.html", "Tables")]
+        if self.sanity is not None:
+            self.pages.append(("sanity.html", "Sanity checks"))
         self.pages += [(f"images-{d}.html", f"Images: {spec.short}") for d, spec in self.specs.items()]
         self.pages += [("cascade.html", "Randomization"), ("pairs.html", "Repeatability, reproducibility"),
                        ("provenance.html", "Provenance")]
         write_text(self.folder / "pages.json", json.dumps(self.pages) + "\n")
         self._page("index.html", "Overview", **self._overview(figures))
         self._page("tables.html", "Tables 2-4", tables=self._tables(), grade=self._grade())
+        if self.sanity is not None:
+            self._page("sanity.html", "Sanity checks adopted after the paper", **self._sanity(results))
         for dataset in self.specs:
             self._images_page(dataset)
         self._page("cascade.html", "Cascading randomization", sections=self._cascade())
@@ -204,17 +218,10 @@ class _Report:
                     "link": None}
         verdict = cell["verdict"]
         fragile = bool(cell.get("fragile", False))
-        details = [f"P {cell['p']}" if cell.get("p") else "", f"n {_int(cell.get('n'))}" if _int(cell.get("n")) else "",
-                   _agreement("bootstrap resamples", cell.get("bootstrap_agreement"), cell.get("bootstrap_resamples")),
-                   _agreement("replicates", cell.get("replicate_agreement"), cell.get("replicates")),
-                   str(cell.get("comparison") or ""),
-                   # The statistics' own account of the fit, where cells.csv has it.
-                   f"fit: {cell['fit']}" if isinstance(cell.get("fit"), str) and cell["fit"] else "",
-                   f"image ICC {cell['icc']:.2f}" if _finite(cell.get("icc")) else ""]
         measured = verdict != NOT_MEASURED
         return {"text": verdict, "marker": MARKERS.get(verdict, ""), "fragile": fragile,
                 "class": _VERDICT_CLASS.get(verdict, "not-measured"), "p": cell.get("p") if measured else "",
-                "title": "; ".join(d for d in details if d),
+                "title": _details(cell),
                 "link": self._evidence(dataset, method, table, column) if measured else None}
 
     def _evidence(self, dataset: str, group: str, table: int, column: str) -> str | None:
@@ -263,7 +270,7 @@ class _Report:
 
     def _table_cell(self, dataset, method, table, column, cell, full_n, paper) -> dict:
         ours = format_cell(cell, full_n)
-        out = {"text": ours, "class": "", "paper": "", "agreement": "", "link": None}
+        out = {"text": ours, "class": "", "paper": "", "agreement": "", "link": None, "title": ""}
         if cell is not None and column.startswith("P_"):
             out["class"] = _VERDICT_CLASS.get(cell.verdict, "")
             if cell.verdict and cell.verdict != NOT_MEASURED:
@@ -291,6 +298,46 @@ class _Report:
         return {"headline": self.grade["headline"], "findings": self.grade.get("findings", []),
                 "correlations": self.grade.get("rank_correlations", []),
                 "contradictions": self.grade.get("contradictions_in_the_paper", [])}
+
+    # the sanity checks adopted after the paper ---------------------------------------------------
+
+    def _sanity(self, results: Path) -> dict:
+        """sanity.html: per check its rule, its table (repro.report.sanity's cells and columns) and its
+        figure (copied in, as the paper's figures are); the published directions; AP's moves."""
+        checks = []
+        for test in [t for t in SANITY_TESTS if t in set(self.sanity["test"])]:
+            mine = self.sanity[self.sanity["test"] == test]
+            blocks = []
+            for dataset, spec in self.specs.items():
+                here = mine[mine["dataset"] == dataset]
+                rows = []
+                for method in dict.fromkeys(here["method"]):
+                    by_column = {row["column"]: row for row in here[here["method"] == method].to_dict("records")}
+                    rows.append({"method": method, "cells": [self._sanity_cell(by_column.get(column))
+                                                             for column in SANITY_COLUMNS[test]]})
+                if rows:
+                    blocks.append({"title": spec.title, "rows": rows})
+            figure = f"figure_sanity_{test}.png"
+            if (results / figure).is_file():
+                shutil.copyfile(results / figure, self.folder / figure)
+            checks.append({"test": test, "title": TITLES[test], "rule": RULES[test], "columns": SANITY_COLUMNS[test],
+                           "blocks": blocks, "figure": figure if (results / figure).is_file() else None})
+        moves = ""
+        if AVERAGE_PRECISION in {c["test"] for c in checks}:
+            count, compared, moved = ap_moves(self.sanity, self.cells)
+            moves = f"{count} of {compared} of Table 3's utility verdicts" + (f": {'; '.join(moved)}" if moved else "")
+        directions = published_directions(self.sanity, datasets=self.specs)
+        return {"checks": checks, "ap_moves": moves,
+                "directions": [{**row, "dataset": self.specs[row["dataset"]].short}
+                               for row in directions.to_dict("records")]}
+
+    @staticmethod
+    def _sanity_cell(cell: dict | None) -> dict:
+        out = {"text": format_sanity_cell(cell), "class": "", "paper": "", "agreement": "", "link": None, "title": ""}
+        if cell is not None and cell["column"].startswith("P_"):
+            out["class"] = _VERDICT_CLASS.get(cell["verdict"], "")
+            out["title"] = _details(cell)
+        return out
 
     # images -------------------------------------------------------------------------------------
 
@@ -564,6 +611,18 @@ def _one(cells: pd.DataFrame, table: int, method: str, column: str) -> dict | No
 def _one_row(cells: pd.DataFrame, table: int, method: str, column: str):
     rows = cells[(cells["table"] == table) & (cells["method"] == method) & (cells["column"] == column)]
     return next(rows.itertuples(index=False), None)
+
+
+def _details(cell: dict) -> str:
+    """A verdict's P value, n, stability and fit, for the title a reader points at."""
+    details = [f"P {cell['p']}" if cell.get("p") else "", f"n {_int(cell.get('n'))}" if _int(cell.get("n")) else "",
+               _agreement("bootstrap resamples", cell.get("bootstrap_agreement"), cell.get("bootstrap_resamples")),
+               _agreement("replicates", cell.get("replicate_agreement"), cell.get("replicates")),
+               str(cell.get("comparison") or ""),
+               # The statistics' own account of the fit, where cells.csv has it.
+               f"fit: {cell['fit']}" if isinstance(cell.get("fit"), str) and cell["fit"] else "",
+               f"image ICC {cell['icc']:.2f}" if _finite(cell.get("icc")) else ""]
+    return "; ".join(d for d in details if d)
 
 
 def _agreement(what: str, share, count) -> str:

@@ -10,6 +10,7 @@ import pytest
 REPOSITORY = Path(__file__).resolve().parents[1]
 
 
+@pytest.mark.rehearsal     # two minutes on 2 cores: run by .ci/run after make test
 def test_gpu_check_quick_runs_every_part_on_the_cpu_and_says_it_is_no_gpu(tmp_path):
     done = subprocess.run([sys.executable, "benchmarks/gpu_check.py", "--quick", "--out", str(tmp_path)],
                           cwd=REPOSITORY, capture_output=True, text=True, timeout=900,

@@ -260,6 +260,7 @@ def test_the_sanity_stage_on_the_smoke_run_resumes_its_model_calls(smoke_run, tm
     tests = list(SANITY_TESTS)
     experiment = load_experiment("smoke", run_dir=run, overrides=[
         f"evaluation.sanity.tests=[{', '.join(tests)}]", "evaluation.sanity.deletion_steps=4",
+        "saliency.methods=[GRAD, GCAM]",   # two methods (one of them the class map) keep the test short
         "evaluation.sanity.faithfulness_images=3", "evaluation.stability.resamples=3"])
     datasets = prepare_data(experiment, progress=False)
     # the maps stage makes only what the checks add: the validation maps that tune the threshold
@@ -290,8 +291,8 @@ def test_the_sanity_stage_on_the_smoke_run_resumes_its_model_calls(smoke_run, tm
     def refuse(*args, **kwargs):
         raise AssertionError("a unit of model calls was computed again")
 
-    monkeypatch.setattr("repro.evaluation.sanity.faithfulness_scores", refuse)
-    monkeypatch.setattr("repro.evaluation.sanity.random_logit_scores", refuse)
+    monkeypatch.setattr("repro.evaluation.sanity_run.faithfulness_scores", refuse)
+    monkeypatch.setattr("repro.evaluation.sanity_run.random_logit_scores", refuse)
     again, cells_again = pipeline.stage_sanity(experiment, datasets, plans, progress=False)
     pd.testing.assert_frame_equal(scores, again)
     pd.testing.assert_frame_equal(cells, cells_again)

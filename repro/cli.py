@@ -313,7 +313,8 @@ def _statistics(args) -> None:
 
 def _grade(args) -> None:
     experiment = _experiment(args)
-    report = pipeline.stage_grade(experiment, results.read_cells(experiment))
+    sanity = results.read_sanity_cells(experiment) if experiment.settings.evaluation.sanity is not None else None
+    report = pipeline.stage_grade(experiment, results.read_cells(experiment), sanity)
     if report is None:
         raise ValueError(f"the fidelity grade compares the paper's data sets with its tables; experiment "
                          f"{experiment.name} has {', '.join(experiment.datasets)}")

@@ -42,7 +42,7 @@ from repro.report.examples import examples_for
 from repro.report.figures import FIGURES, save_figure
 from repro.report.grade import write_grade
 from repro.report.html import comparisons_of, write_html_report, write_provenance_page
-from repro.report.sanity import sanity_figures, sanity_section, write_sanity_tables
+from repro.report.sanity import published_directions, sanity_figures, sanity_section, write_sanity_tables
 from repro.report.summary import RunReport, check_controls, report_markdown
 from repro.report.tables import write_table
 from repro.results import publish, read_cells, read_report, read_sanity_cells, read_scores
@@ -299,12 +299,14 @@ def rewrite_report(experiment: Experiment, *, compare=(), progress: bool = True)
     return index
 
 
-def stage_grade(experiment: Experiment, cells: pd.DataFrame) -> dict | None:
-    """The fidelity grade, for the paper's own experiments (Kaggle data or the phantoms)."""
+def stage_grade(experiment: Experiment, cells: pd.DataFrame, sanity_cells: pd.DataFrame | None = None) -> dict | None:
+    """The fidelity grade, for the paper's own experiments (Kaggle data or the phantoms); with the
+    sanity checks' cells, their papers' published directions as rows beyond the paper's."""
     if experiment.settings.data.source == "folder" or not set(experiment.datasets) <= {"siim", "rsna"}:
         return None
+    beyond = None if sanity_cells is None else published_directions(sanity_cells, datasets=experiment.datasets)
     return write_grade(cells, experiment.layout.results_dir,
-                       randomization_form=experiment.settings.evaluation.randomization_cells)
+                       randomization_form=experiment.settings.evaluation.randomization_cells, beyond=beyond)
 
 
 # --- the whole run --------------------------------------------------------------------------------
@@ -364,7 +366,7 @@ def _run_stages(experiment: Experiment, clock: StageClock, cluster: str | None, 
         say("tables, figures, grade, HTML report")
         stage_tables(experiment, cells)
         stage_figures(experiment, scores, cells, datasets, plans)
-        grade = stage_grade(experiment, cells)
+        grade = stage_grade(experiment, cells, sanity[1] if sanity is not None else None)
         report = RunReport(experiment, cells, grade, check_controls(cells), models=models)
         markdown = report_markdown(report)
         if sanity is not None:

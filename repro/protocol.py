@@ -35,6 +35,14 @@ LOGITS = "logits"
 INCEPTION_BLOCKS = tuple(f"mixed{k}" for k in range(10, 0, -1))
 INCEPTION_STATES = (ORIGINAL, LOGITS, *INCEPTION_BLOCKS)
 STATE_LABELS = {ORIGINAL: "Orig", LOGITS: "Logits", **{f"mixed{k}": str(k) for k in range(1, 11)}}
+# Bottom-up randomization (a sanity check after the paper): state "up_to_<group>" randomizes every
+# group from the lowest one up to <group> ("up_to_mixed3": mixed1-3), never a top-down state's name.
+BOTTOM_UP_PREFIX = "up_to_"
+
+
+def bottom_up_state(group: str) -> str:
+    """The bottom-up state that randomizes every group from the lowest up to `group`."""
+    return f"{BOTTOM_UP_PREFIX}{group}"
 
 # --- the four tests and their verdicts ---------------------------------------------------------
 
@@ -44,12 +52,14 @@ TESTS = (UTILITY, RANDOMIZATION, REPEATABILITY, REPRODUCIBILITY)
 SSIM_TESTS = (RANDOMIZATION, REPEATABILITY, REPRODUCIBILITY)
 
 # The sanity checks adopted after the paper (docs/sanity-checks.md), off unless an experiment lists
-# them in evaluation.sanity.tests: eMPRT, the null-map controls under the randomization rule, the
-# random-logit test, cheXlocalize's localization (Otsu IoU, hit rate), the utility verdicts again with average precision,
-# and the faithfulness curves (deletion / insertion, ROAD) on replicate 1.
-EMPRT, NULL_MAPS, RANDOM_LOGIT, LOCALIZATION, AVERAGE_PRECISION, DELETION, ROAD = (
-    "emprt", "null_maps", "random_logit", "localization", "average_precision", "deletion", "road")
-SANITY_TESTS = (EMPRT, NULL_MAPS, RANDOM_LOGIT, LOCALIZATION, AVERAGE_PRECISION, DELETION, ROAD)
+# them in evaluation.sanity.tests: eMPRT, sMPRT (the randomization test on noise-averaged maps),
+# bottom-up randomization, the null-map controls under the randomization rule, the random-logit
+# test, cheXlocalize's localization (Otsu IoU, hit rate), the utility verdicts again with average
+# precision, and the faithfulness curves (deletion / insertion, ROAD) on replicate 1.
+EMPRT, SMPRT, BOTTOM_UP, NULL_MAPS, RANDOM_LOGIT, LOCALIZATION, AVERAGE_PRECISION, DELETION, ROAD = (
+    "emprt", "smprt", "bottom_up", "null_maps", "random_logit", "localization", "average_precision", "deletion",
+    "road")
+SANITY_TESTS = (EMPRT, SMPRT, BOTTOM_UP, NULL_MAPS, RANDOM_LOGIT, LOCALIZATION, AVERAGE_PRECISION, DELETION, ROAD)
 # The null maps of Binder et al. (2023), scored raw beside the methods: a constant and a noise map.
 NULL_CONTROLS = ("CONST", "NOISE")
 

@@ -43,7 +43,7 @@ def publish(experiment: Experiment) -> list[Path]:
         if source.is_file():
             copied.append(write_bytes(target / source.name, source.read_bytes()))
     report = experiment.layout.report_dir
-    if report.is_dir():   # the HTML report, replacing the published one whole
+    if report.is_dir() and experiment.settings.publish_report:   # the HTML report, replacing the published one whole
         with atomic_folder(target / report.name) as folder:
             shutil.copytree(report, folder, dirs_exist_ok=True)
         copied.append(target / report.name / "index.html")

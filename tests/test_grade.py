@@ -95,3 +95,24 @@ def test_findings_resting_on_a_localizer_below_avg_are_not_measured():
     assert summary["findings_not_measured"] == paper["findings_not_measured"] + 2
     assert summary["verdict_cells_measured"] == paper["verdict_cells_measured"] - int(
         (cells.loc[against_retinanet, "verdict_agreement"] == NOT_MEASURED).sum())
+
+
+def test_the_sanity_checks_published_directions_are_rows_beyond_the_headline(tmp_path):
+    """With the sanity checks' cells, their papers' directions are graded in a part of their own,
+    out of the headline; a run without them has no such part (its grade.json is as before)."""
+    from repro.protocol import KAGGLE_DATASETS, LOCALIZATION
+    from repro.report.sanity import published_directions
+    ours = shifted(published_cells())
+    plain = write_grade(ours, tmp_path)
+    assert "beyond_the_paper" not in plain and "Beyond the paper" not in (tmp_path / "grade.md").read_text()
+    sanity = pd.DataFrame([[LOCALIZATION, "siim", "GCAM", "IoU", 0.30, "", ""],
+                           [LOCALIZATION, "siim", "IG", "IoU", 0.20, "", ""]],
+                          columns=["test", "dataset", "method", "column", "mean", "verdict", "p"])
+    beyond = published_directions(sanity, datasets=KAGGLE_DATASETS)
+    report = write_grade(ours, tmp_path, beyond=beyond)
+    assert report["headline"] == plain["headline"] and report["summary"] == plain["summary"]
+    part = report["beyond_the_paper"]
+    assert part["summary"].startswith("1 of 1 measured") and "1 not measured" in part["summary"]
+    assert [(f["dataset"], f["outcome"]) for f in part["findings"]] == [("siim", AGREE), ("siim", NOT_MEASURED)]
+    markdown = (tmp_path / "grade.md").read_text()
+    assert "## Beyond the paper" in markdown and "mean IoU (Otsu): GCAM 0.300, IG 0.200" in markdown

@@ -62,6 +62,12 @@ def test_a_published_run_rewrites_the_readme_section(smoke_run, tmp_path):
     assert (published / "index.html").read_bytes() == (smoke_run.results / "report" / "index.html").read_bytes()
     with pytest.raises(ValueError, match="no results section"):
         update_readme(tmp_path / "figures" / "report.md", tmp_path / "figures")
+    # publish_report: false publishes the files without the HTML report
+    lean = load_experiment("smoke", run_dir=smoke_run.run_dir, overrides=[
+        f"publish_dir={tmp_path / 'lean'}", "publish_report=false", "allow_outside_project=true"])
+    copied = results.publish(lean)
+    assert (tmp_path / "lean" / "table3.md").is_file() and not (tmp_path / "lean" / "report").exists()
+    assert all("report" not in p.parent.name for p in copied)
 
 
 def test_model_scores_name_restarts_and_mark_a_classifier_near_chance():

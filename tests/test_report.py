@@ -209,3 +209,10 @@ def test_with_sanity_checks_the_report_has_their_page(smoke_run, tmp_path):
     assert "passes when its mean eMPRT is significantly above 0" in text       # the rule, from RULES
     assert f"moves 1 of 1 of Table 3&#39;s utility verdicts: siim {utility.method} P_AVG: {utility.verdict} -&gt; {moved}" in text
     assert text.count('class="outcome not-measured"') == 2     # neither published claim's cells are here
+    # the grade of a run with the checks has their papers' directions as rows of its own, on the Tables page
+    grade = pipeline.stage_grade(experiment, main, sanity)
+    assert [f["outcome"] for f in grade["beyond_the_paper"]["findings"]] == ["not measured"] * 2
+    pipeline.stage_report(experiment, results.read_scores(smoke_run.experiment), main, datasets, plans, grade,
+                          sanity_cells=sanity, progress=False)
+    assert "beyond" in parse(report / "tables.html").ids
+    assert "Grad-CAM generally localized pathologies" in (report / "tables.html").read_text()

@@ -163,6 +163,21 @@ def test_noisy_average_known_answers():
         assert np.std(mean - image[..., 0]) == pytest.approx(expected, rel=0.05)
 
 
+def test_noisy_average_leaves_degenerate_maps_out():
+    """A copy whose map is NaN (degenerate) is left out of the mean; NaN when every copy's is."""
+    images = np.ones((2, 8, 8, 1))
+
+    def explain(copies, i):      # image 0: the noisy copies' maps NaN, the clean copy's ones; image 1: all NaN
+        maps = np.full((len(copies), 8, 8), np.nan if i == 1 else 5.0)
+        if i == 0:
+            maps[np.abs(copies - 1).max(axis=(1, 2, 3)) > 0] = np.nan   # every noisy copy
+            maps[np.abs(copies - 1).max(axis=(1, 2, 3)) == 0] = 1.0     # the image itself
+        return maps
+
+    means = noisy_average(explain, images, seed=0, samples=6, batch_size=4)
+    assert np.array_equal(means[0], np.ones((8, 8))) and np.isnan(means[1]).all()
+
+
 def test_noisy_average_calls_batches_and_seeds():
     rng = np.random.default_rng(5)
     images = rng.random((3, 8, 8, 2)).astype(np.float32)
@@ -219,12 +234,13 @@ def test_bottom_up_is_the_mirror_of_top_down():
         assert down[0] == up[0] == (ORIGINAL, ())
         assert len(down) == len(up) == len(states)
         added_down = [state for state, _ in down[1:]]
-        added_up = [state for state, _ in up[1:]]
+        added_up = [groups[-1] for _, groups in up[1:]]
         assert added_up == added_down[::-1]                  # groups in the reverse order
+        assert [state for state, _ in up[1:]] == [f"up_to_{group}" for group in added_up]   # never a top-down name
         for k in range(1, len(states)):
             assert up[k][1] == tuple(added_up[:k]) and down[k][1] == tuple(added_down[:k])   # cumulative
         assert set(up[-1][1]) == set(down[-1][1]) == set(states[1:])   # both end fully randomized
-    assert [s for s, _ in bottom_up_states()] == [ORIGINAL] + [f"mixed{k}" for k in range(1, 11)] + [LOGITS]
+    assert [s for s, _ in bottom_up_states()] == [ORIGINAL] + [f"up_to_mixed{k}" for k in range(1, 11)] + ["up_to_logits"]
 
 
 def test_top_down_states_are_what_the_cascade_randomizes():
@@ -245,6 +261,16 @@ def test_top_down_states_are_what_the_cascade_randomizes():
         changed = {name for name, a, b in zip(owners, trained, weights) if not np.array_equal(a, b)}
         # Every weighted layer of the state's groups is re-drawn (its kernel at least), no other.
         assert changed == {name for g in groups for name in plan[g] if model.get_layer(name).weights}
+    full = cascade_weights(model, top_down_states(states_of(model, groups=3))[-1][0], groups=3)
+    for state, groups in bottom_up_states(states_of(model, groups=3))[1:]:
+        weights = cascade_weights(model, state, groups=3)
+        changed = [j for j, (a, b) in enumerate(zip(trained, weights)) if not np.array_equal(a, b)]
+        assert {owners[j] for j in changed} == {name for g in groups for name in plan[g] if model.get_layer(name).weights}
+        # ... with the top-down states' fresh values, so the last bottom-up state is the cascade's last.
+        assert all(np.array_equal(weights[j], full[j]) for j in changed)
+    assert all(np.array_equal(a, b) for a, b in zip(weights, full))
+    with pytest.raises(ValueError, match="up_to_<group>"):
+        cascade_weights(model, "up_to_nothing", groups=3)
 
 
 # --- null maps -----------------------------------------------------------------------------------

@@ -5,13 +5,13 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from repro.evaluation.sanity import CONSTANT, NOISE, faithfulness_scores, sanity_scores
+from repro.evaluation.sanity import CONSTANT, NOISE, faithfulness_scores, sanity_scores, smprt_scores
 from repro.evaluation.scoring import TruthFor
 from repro.evaluation.selection import ImageSelection
 from repro.experiments import ExperimentError, load_experiment, results_settings
 from repro.metrics import auprc
-from repro.protocol import (AVERAGE_PRECISION, DELETION, EMPRT, FAIL, KAGGLE_DATASETS, LOCALIZATION, NOT_MEASURED,
-                            NULL_MAPS, PASS, RANDOM_LOGIT, ROAD, SANITY_TESTS)
+from repro.protocol import (AVERAGE_PRECISION, BOTTOM_UP, DELETION, EMPRT, FAIL, KAGGLE_DATASETS, LOCALIZATION,
+                            NOT_MEASURED, NULL_MAPS, PASS, RANDOM_LOGIT, ROAD, SANITY_TESTS, SMPRT)
 from repro.sanity import ROAD_FRACTIONS, deletion_curve
 from repro.statistics.cells import ModelChoice, PostHoc
 from repro.statistics.sanity import sanity_cells
@@ -56,7 +56,7 @@ def experiment_settings(tests):
 @pytest.fixture(scope="module")
 def scored():
     ids, selection, truth, maps = planted()
-    experiment = experiment_settings([EMPRT, NULL_MAPS, LOCALIZATION, AVERAGE_PRECISION])
+    experiment = experiment_settings([EMPRT, BOTTOM_UP, NULL_MAPS, LOCALIZATION, AVERAGE_PRECISION])
     roles = experiment.roles
     states = {r: ("original", "logits", "mixed1") for r in roles.replicates}
     scores = sanity_scores(SIIM, selection, truth, maps, roles=roles, states=states, localizers=("unet_r1",),
@@ -87,6 +87,45 @@ def test_emprt_scores_a_map_that_ignores_the_weights_zero_and_one_that_follows_t
     assert cell(cells, EMPRT, "GOOD", "P_Zero").verdict == PASS
     assert cell(cells, EMPRT, "BAD", "P_Zero").verdict != PASS
     assert cell(cells, EMPRT, NOISE, "P_Zero").verdict != PASS
+
+
+def test_bottom_up_passes_a_map_that_follows_the_weights_and_no_null_map(scored):
+    """GOOD's map turns to noise in every randomized state, so at the first bottom-up state too; BAD's
+    ramp and EDGE-like maps stay (SSIM 1); the per-state noise map is no less alike than two images'."""
+    ids, _, scores, _, cells = scored
+    first = scores[(scores.test == BOTTOM_UP) & (scores.metric == "ssim") & (scores.state != "baseline")]
+    assert set(first.state) == {"up_to_mixed1"} and set(first.image) == set(ids)      # the sample
+    curve = scores[(scores.test == BOTTOM_UP) & (scores.metric == "ssim_curve")]
+    assert list(dict.fromkeys(curve.state)) == ["up_to_mixed1", "up_to_logits"]      # bottom-up order
+    assert set(curve.image) == set(ids[:2])                                          # the curve images
+    assert np.all(values(scores, BOTTOM_UP, "ssim", "BAD", state="up_to_mixed1") == 1.0)
+    assert np.all(values(scores, BOTTOM_UP, "ssim_curve", "BAD") == 1.0)
+    assert cell(cells, BOTTOM_UP, "GOOD", "P_BottomUp").verdict == PASS
+    assert cell(cells, BOTTOM_UP, "BAD", "P_BottomUp").verdict != PASS      # the same ramp for every image
+    assert cell(cells, BOTTOM_UP, NOISE, "P_BottomUp").verdict != PASS
+    baseline = values(scores, BOTTOM_UP, "ssim", "GOOD", state="baseline")
+    assert cell(cells, BOTTOM_UP, "GOOD", "RandBaseline")["mean"] == pytest.approx(np.nanmean(baseline), abs=1e-4)
+
+
+def test_smprt_scores_known_answers():
+    """Denoised maps given: GOOD's randomized map is noise against its mask (passes, below the
+    random-pair baseline of the masks), BAD's is its trained map (SSIM 1: does not pass)."""
+    ids, _, truth, maps = planted()
+    evaluation = experiment_settings([SMPRT]).settings.evaluation
+    frames = [smprt_scores("siim", group, "m", "mixed1", ids, maps("m", "original", group, ids),
+                           maps("m", "mixed1", group, ids), evaluation=evaluation) for group in ("GOOD", "BAD")]
+    scores = pd.concat(frames, ignore_index=True)
+    assert set(scores.test) == {SMPRT} and set(scores.state) == {"mixed1", "baseline"}
+    assert np.all(values(scores, SMPRT, "ssim", "BAD", state="mixed1") == 1.0)
+    choice = ModelChoice(utility="m", replicates=("m",), repeatability=None, reproducibility=None, localizer=None,
+                         localizer_pair=None)
+    cells = sanity_cells(scores, SIIM, choice, methods=["GOOD", "BAD"])
+    assert cell(cells, SMPRT, "GOOD", "P_Randomization").verdict == PASS
+    assert cell(cells, SMPRT, "BAD", "P_Randomization").verdict != PASS
+    assert cell(cells, SMPRT, "BAD", "FullyRandomized")["mean"] == 1.0
+    with pytest.raises(ValueError, match="3 ids, 3 trained and 2 randomized"):
+        smprt_scores("siim", "GOOD", "m", "mixed1", ids[:3], maps("m", "original", "GOOD", ids[:3]),
+                     maps("m", "mixed1", "GOOD", ids[:2]), evaluation=evaluation)
 
 
 def test_null_maps_fail_the_randomization_test(scored):
@@ -203,7 +242,7 @@ def test_schema_sanity_off_in_the_paper_and_the_demo_on_in_extended():
     del dump["evaluation"]["sanity"]
     assert results_settings(dump) == results_settings(demo.settings.model_dump(mode="json"))
     with pytest.raises(ExperimentError, match="evaluation.sanity.tests"):
-        load_experiment("smoke", overrides=["evaluation.sanity.tests=[emprt, smprt]"])
+        load_experiment("smoke", overrides=["evaluation.sanity.tests=[emprt, mprt]"])
     with pytest.raises(ExperimentError, match="twice"):
         load_experiment("smoke", overrides=["evaluation.sanity.tests=[emprt, emprt]"])
 
@@ -261,18 +300,29 @@ def test_the_sanity_stage_on_the_smoke_run_resumes_its_model_calls(smoke_run, tm
     experiment = load_experiment("smoke", run_dir=run, overrides=[
         f"evaluation.sanity.tests=[{', '.join(tests)}]", "evaluation.sanity.deletion_steps=4",
         "saliency.methods=[GRAD, GCAM]",   # two methods (one of them the class map) keep the test short
-        "evaluation.sanity.faithfulness_images=3", "evaluation.stability.resamples=3"])
+        "evaluation.sanity.faithfulness_images=3", "evaluation.sanity.smprt_images=3",
+        "evaluation.sanity.smprt_samples=3", "evaluation.stability.resamples=3"])
     datasets = prepare_data(experiment, progress=False)
-    # the maps stage makes only what the checks add: the validation maps that tune the threshold
+    # the maps stage makes only what the checks add: the validation maps that tune the threshold and
+    # the bottom-up states (the first on the sample, the others on the curve images)
     plans = pipeline.stage_maps(experiment, datasets, InProcess(), progress=False)
     tuning = [t for t in plans["siim"].tasks if set(t.image_ids) <= set(plans["siim"].tuning)]
     assert tuning and {t.model for t in tuning} == {experiment.roles.replicates[0], "unet_r1"}
+    bottom_up = {(t.model, t.state): set(t.image_ids) for t in plans["siim"].tasks if t.state.startswith("up_to_")}
+    selection = plans["siim"].selection
+    for replicate in experiment.roles.replicates:
+        assert bottom_up[(replicate, "up_to_mixed1")] == set(selection.sample)
+        assert bottom_up[(replicate, "up_to_logits")] == set(selection.curve)
     scores, cells = pipeline.stage_sanity(experiment, datasets, plans, progress=False)
     assert {"iou_tuned", "tuned_threshold"} <= set(scores.metric)
     assert {(d, t) for d, t in zip(scores.dataset, scores.test)} == {(d, t) for d in datasets for t in tests}
     units = sorted(p.name for p in (run / "sanity" / "siim").iterdir())
     assert "deletion-GRAD.json" in units and "road-NOISE.json" in units and "road-EDGE.json" in units
-    assert "random_logit-GRAD.json" in units
+    assert "random_logit-GRAD.json" in units and "smprt-GCAM.json" in units
+    denoised = scores[(scores.test == SMPRT) & (scores.dataset == "siim")]
+    assert set(denoised.image) == set(plans["siim"].selection.sample[:3]) and set(denoised.group) == {"GRAD", "GCAM"}
+    assert denoised[denoised.group == "GRAD"].score.notna().all()
+    assert set(cells.loc[cells.test == BOTTOM_UP, "column"]) == {"RandBaseline", "LowestRandomized", "P_BottomUp"}
     other = scores[(scores.test == RANDOM_LOGIT) & (scores.state == "other_class")]
     assert set(other.group) >= {"GRAD", "EDGE"} and (other.loc[other.group == "EDGE", "score"] == 1.0).all()
     faithful = scores[scores.test.isin([DELETION, ROAD]) & (scores.group == "GRAD")]
@@ -293,6 +343,7 @@ def test_the_sanity_stage_on_the_smoke_run_resumes_its_model_calls(smoke_run, tm
 
     monkeypatch.setattr("repro.evaluation.sanity_run.faithfulness_scores", refuse)
     monkeypatch.setattr("repro.evaluation.sanity_run.random_logit_scores", refuse)
+    monkeypatch.setattr("repro.evaluation.sanity_run.smprt_scores", refuse)
     again, cells_again = pipeline.stage_sanity(experiment, datasets, plans, progress=False)
     pd.testing.assert_frame_equal(scores, again)
     pd.testing.assert_frame_equal(cells, cells_again)
@@ -300,7 +351,8 @@ def test_the_sanity_stage_on_the_smoke_run_resumes_its_model_calls(smoke_run, tm
     section = pipeline.stage_sanity_report(experiment, scores, cells, main)
     assert section.startswith("## Sanity checks adopted after the paper")
     results = experiment.layout.results_dir
-    for name in ("table_sanity.md", "sanity_cells.csv", "figure_sanity_emprt.png", "figure_sanity_road.pdf"):
+    for name in ("table_sanity.md", "sanity_cells.csv", "figure_sanity_emprt.png", "figure_sanity_road.pdf",
+                 "figure_sanity_bottom_up.png", "figure_sanity_smprt.png"):
         assert (results / name).is_file(), name
 
 

@@ -18,6 +18,7 @@ from repro.evaluation.plan import INPUT_RANGE, LOCALIZER, MapTask
 from repro.evaluation.selection import indices_of
 from repro.experiments import Cascade, ModelSpec, Runtime, Saliency
 from repro.layout import RunLayout
+from repro.protocol import ORIGINAL
 from repro.runtime import configure
 from repro.saliency.segments import SegmentCache
 from repro.saliency.store import MapStore
@@ -77,16 +78,16 @@ def compute_chunk(context: MapContext, task: MapTask) -> int:
     return len(task.image_ids)
 
 
-def model_and_inputs(context: MapContext, dataset_name: str, model_name: str, image_ids):
-    """For a unit of model calls beside the maps (the sanity checks): the trained model `model_name`
-    of the data set as this process holds it (repro.models.resident), the images' model inputs, and
-    the data set's XRAI segment cache."""
+def model_and_inputs(context: MapContext, dataset_name: str, model_name: str, image_ids, state: str = ORIGINAL):
+    """For a unit of model calls beside the maps (the sanity checks): the model `model_name` of the
+    data set in `state` (trained by default) as this process holds it (repro.models.resident: use it
+    before asking for another), the images' model inputs, and the data set's XRAI segment cache."""
     from repro.runtime import import_tensorflow
     import_tensorflow()     # quietly, before repro.models.resident imports Keras in a fresh process
     resident = _resident(context)
     dataset = _dataset(context, resident, dataset_name)
     images = dataset.model_inputs(indices_of(dataset, image_ids))
-    return resident.models.in_state(dataset_name, model_name), images, _segments(context, resident, dataset_name)
+    return resident.models.in_state(dataset_name, model_name, state), images, _segments(context, resident, dataset_name)
 
 
 def segment_chunk(context: MapContext, dataset_name: str, image_ids: tuple[str, ...]) -> int:

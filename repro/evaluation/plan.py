@@ -6,7 +6,10 @@ For one data set and its ImageSelection:
   the paper compares trained and randomized utility), the intermediate states on the curve images;
 - the other models of the repeatability / reproducibility pairs: trained, on the utility images
   and the sample;
-- the localization networks (method LOCALIZER): their per-pixel maps of the same images.
+- the localization networks (method LOCALIZER): their per-pixel maps of the same images;
+- with the sanity checks on, the maps some of them need (after all of the above, so that the
+  tests' chunks stay as they are): the validation positives (cheXlocalize's tuned threshold) and
+  the bottom-up randomization states.
 A (model, state, method) is cut into chunks of `saliency.chunk_size` images in a fixed order, so
 the rows that share a model call never depend on what an earlier, interrupted run had finished:
 a resumed or distributed run computes the same bits as an uninterrupted one.
@@ -22,7 +25,8 @@ from repro.experiments import Cascade, Evaluation, ModelSpec, Roles, Saliency, T
 from repro.io import fingerprint
 from repro.layout import RunLayout
 from repro.models.records import model_fingerprint, unusable_model
-from repro.protocol import INCEPTION_STATES, LOCALIZATION, ORIGINAL
+from repro.protocol import BOTTOM_UP, INCEPTION_STATES, LOCALIZATION, ORIGINAL
+from repro.sanity import bottom_up_states
 from repro.versions import MAPS_VERSION
 
 LOCALIZER = "LOCALIZER"      # the method name of a localization network's own map
@@ -169,6 +173,10 @@ def plan_maps(dataset: Dataset, *, layout: RunLayout, models: dict[str, ModelSpe
         tuned_models = (roles.replicates[0], *localizers[:1])
         tasks += map_tasks(dataset.name, {(model, ORIGINAL): tuning for model in tuned_models}, localizers,
                            fingerprints, parameters, saliency, cascade, shape=shape)
+    bottom_up = bottom_up_maps(selection, roles, cascade_states, evaluation)
+    if bottom_up:   # the same: after every other chunk
+        tasks += map_tasks(dataset.name, bottom_up, localizers, fingerprints, parameters, saliency, cascade,
+                           shape=shape)
     if methods is not None:
         tasks = [t for t in tasks if t.method in methods or t.method == LOCALIZER]
     if states is not None:
@@ -178,6 +186,21 @@ def plan_maps(dataset: Dataset, *, layout: RunLayout, models: dict[str, ModelSpe
             raise ValueError(f"states: unknown {unknown}; the models of {dataset.name} have the states {', '.join(known)}")
         tasks = [t for t in tasks if t.state in states]
     return MapPlan(selection, tasks, cascade_states, localizers, shape, tuning)
+
+
+def bottom_up_maps(selection: ImageSelection, roles: Roles, states: dict[str, tuple[str, ...]],
+                   evaluation: Evaluation) -> dict[tuple[str, str], tuple[str, ...]]:
+    """(model, state) -> images, for the sanity check `bottom_up` (else none): every cascade
+    replicate's first bottom-up state (its lowest group randomized, where the check's verdict is
+    taken) on the SSIM sample, and its later bottom-up states on the curve images (the curve)."""
+    if evaluation.sanity is None or BOTTOM_UP not in evaluation.sanity.tests:
+        return {}
+    needed = {}
+    for replicate in roles.replicates:
+        first, *later = (state for state, _ in bottom_up_states(states[replicate])[1:])
+        needed[(replicate, first)] = selection.sample
+        needed.update({(replicate, state): selection.curve for state in later})
+    return needed
 
 
 def tuning_images(dataset: Dataset, evaluation: Evaluation) -> tuple[str, ...]:

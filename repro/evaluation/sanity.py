@@ -7,6 +7,16 @@ they were made from before. Each check, its source and its verdict rule: docs/sa
 - emprt (metric emprt, on the SSIM sample): every cascade replicate's trained map against its fully
   randomized map (the stored maps; no model call), for the methods, the EDGE / ORACLE controls and
   the per-state noise map;
+- smprt (metric ssim, on the first `smprt_images` of the sample, replicate 1): sMPRT, the paper's
+  randomization test on maps averaged over noisy copies of each image (Hedström et al. 2024): the
+  denoised fully randomized map against the denoised trained map, and the random-pair baseline of
+  the denoised trained maps (state "baseline"); the maps are made by a unit of work per method
+  (repro.evaluation.sanity_run) and scored by `smprt_scores`;
+- bottom_up (metrics ssim and ssim_curve): every cascade replicate randomized from the bottom up
+  (Binder et al. 2023; states "up_to_<group>"): ssim, the first bottom-up state (the lowest group
+  randomized) against the trained map on the sample, with Table 3's random-pair baseline (state
+  "baseline"); ssim_curve, every bottom-up state against the trained map on the curve images;
+  for the methods, the EDGE / ORACLE controls and the per-state noise map;
 - null_maps (metric ssim, on the sample): the constant and the per-state noise map (Binder et al.
   2023) through the paper's randomization test: the fully randomized state against the trained
   state (state = the cascade's last) and the random-pair baseline (state "baseline");
@@ -39,10 +49,10 @@ from repro.evaluation.scoring import SCORE_COLUMNS, MapSource, TruthFor, control
 from repro.evaluation.selection import ImageSelection
 from repro.experiments import Evaluation, Roles, SanityChecks
 from repro.metrics import SsimStats, auprc, ssim_pairs
-from repro.protocol import (AVERAGE_PRECISION, AVG, DELETION, EMPRT, LOCALIZATION, NULL_CONTROLS, NULL_MAPS, ORIGINAL,
-                            RANDOM_LOGIT, ROAD, DatasetSpec)
-from repro.sanity import (ROAD_FRACTIONS, constant_map, deletion_curve, emprt, insertion_curve, localization_iou,
-                          logit_similarity, noise_map, pointing_hit, road_curve, tune_threshold)
+from repro.protocol import (AVERAGE_PRECISION, AVG, BOTTOM_UP, DELETION, EMPRT, LOCALIZATION, NULL_CONTROLS, NULL_MAPS,
+                            ORIGINAL, RANDOM_LOGIT, ROAD, SMPRT, DatasetSpec)
+from repro.sanity import (ROAD_FRACTIONS, bottom_up_states, constant_map, deletion_curve, emprt, insertion_curve,
+                          localization_iou, logit_similarity, noise_map, pointing_hit, road_curve, tune_threshold)
 
 CONSTANT, NOISE = NULL_CONTROLS
 FAITHFULNESS_TESTS = (DELETION, ROAD)
@@ -88,32 +98,46 @@ def sanity_scores(dataset: DatasetSpec, selection: ImageSelection, truth: TruthF
         return maps(model, state, group, ids)
 
     tests = set(sanity.tests)
+    data_range = evaluation.ssim_data_range
+
+    def trained_baseline(replicate, group, trained: SsimStats):   # Table 3's random-pair baseline
+        seed = [evaluation.pair_seed, zlib.crc32(f"{replicate}/{group}".encode())]
+        return random_pair_baseline(trained, pairs_per_image=evaluation.pairs_per_image, seed=seed,
+                                    data_range=data_range)
+
     if EMPRT in tests:
         for replicate in roles.replicates:
             fully, ids = states[replicate][-1], selection.sample
             for group in [*methods, *controls, NOISE]:
                 trained, randomized = group_maps(replicate, ORIGINAL, group, ids), group_maps(replicate, fully, group, ids)
                 add(EMPRT, "emprt", group, replicate, fully, ids, [emprt(a, b) for a, b in zip(trained, randomized)])
+    if BOTTOM_UP in tests:
+        for replicate in roles.replicates:
+            first, *later = (state for state, _ in bottom_up_states(states[replicate])[1:])
+            for group in [*methods, *controls, NOISE]:
+                ids = selection.sample
+                trained = SsimStats(group_maps(replicate, ORIGINAL, group, ids))
+                add(BOTTOM_UP, "ssim", group, replicate, "baseline", ids, trained_baseline(replicate, group, trained))
+                add(BOTTOM_UP, "ssim", group, replicate, first, ids,
+                    ssim_pairs(group_maps(replicate, first, group, ids), trained, data_range=data_range))
+                trained = SsimStats(group_maps(replicate, ORIGINAL, group, selection.curve))
+                for state in (first, *later):
+                    add(BOTTOM_UP, "ssim_curve", group, replicate, state, selection.curve,
+                        ssim_pairs(group_maps(replicate, state, group, selection.curve), trained, data_range=data_range))
     if NULL_MAPS in tests:
-        data_range = evaluation.ssim_data_range
         for replicate in roles.replicates:
             fully, ids = states[replicate][-1], selection.sample
             for group in nulls:
                 trained = SsimStats(group_maps(replicate, ORIGINAL, group, ids))
-                seed = [evaluation.pair_seed, zlib.crc32(f"{replicate}/{group}".encode())]
-                add(NULL_MAPS, "ssim", group, replicate, "baseline", ids,
-                    random_pair_baseline(trained, pairs_per_image=evaluation.pairs_per_image, seed=seed,
-                                         data_range=data_range))
+                add(NULL_MAPS, "ssim", group, replicate, "baseline", ids, trained_baseline(replicate, group, trained))
                 add(NULL_MAPS, "ssim", group, replicate, fully, ids,
                     ssim_pairs(group_maps(replicate, fully, group, ids), trained, data_range=data_range))
     if RANDOM_LOGIT in tests:   # the baseline here; the methods' other-class maps are units of work
-        replicate_1, ids, data_range = roles.replicates[0], selection.sample, evaluation.ssim_data_range
+        replicate_1, ids = roles.replicates[0], selection.sample
         for group in [*methods, *controls]:
             trained = group_maps(replicate_1, ORIGINAL, group, ids)
-            seed = [evaluation.pair_seed, zlib.crc32(f"{replicate_1}/{group}".encode())]   # Table 3's baseline
             add(RANDOM_LOGIT, "ssim", group, replicate_1, "baseline", ids,
-                random_pair_baseline(SsimStats(trained), pairs_per_image=evaluation.pairs_per_image, seed=seed,
-                                     data_range=data_range))
+                trained_baseline(replicate_1, group, SsimStats(trained)))
             if group in controls:   # one map whatever the class
                 add(RANDOM_LOGIT, "ssim", group, replicate_1, OTHER_CLASS, ids,
                     [logit_similarity(m, m, data_range=data_range) for m in trained])
@@ -189,9 +213,26 @@ def random_logit_scores(dataset: str, group: str, model: str, ids, predicted_map
                          for i, v in zip(ids, values)], columns=SCORE_COLUMNS)
 
 
-def faithfulness_images(selection: ImageSelection, sanity: SanityChecks) -> tuple[str, ...]:
-    """The images of the faithfulness curves: the first `faithfulness_images` of the SSIM sample."""
-    count = sanity.faithfulness_images
+def smprt_scores(dataset: str, group: str, model: str, state: str, ids, trained: np.ndarray,
+                 randomized: np.ndarray, *, evaluation: Evaluation) -> pd.DataFrame:
+    """sMPRT's score rows from the denoised maps of the trained model and of its state `state` (the
+    fully randomized one): SSIM (the kit's, evaluation.ssim_data_range) of each image's pair, and the
+    random-pair baseline of the denoised trained maps (state "baseline"), the paper's randomization
+    rule on denoised maps (Hedström et al. 2024)."""
+    if not len(ids) == len(trained) == len(randomized):
+        raise ValueError(f"smprt_scores: {len(ids)} ids, {len(trained)} trained and {len(randomized)} randomized maps")
+    data_range = evaluation.ssim_data_range
+    stats = SsimStats(trained)
+    seed = [evaluation.pair_seed, zlib.crc32(f"{model}/{group}/{SMPRT}".encode())]
+    baseline = random_pair_baseline(stats, pairs_per_image=evaluation.pairs_per_image, seed=seed, data_range=data_range)
+    values = {state: ssim_pairs(randomized, stats, data_range=data_range), "baseline": baseline}
+    return pd.DataFrame([(dataset, SMPRT, "ssim", group, model, name, i, float(v))
+                         for name, scores in values.items() for i, v in zip(ids, scores)], columns=SCORE_COLUMNS)
+
+
+def first_of_sample(selection: ImageSelection, count) -> tuple[str, ...]:
+    """The first `count` images of the SSIM sample ('all': every one): the images of the checks
+    that need new model calls per image (faithfulness_images, smprt_images)."""
     return tuple(selection.sample if count == "all" else selection.sample[:count])
 
 

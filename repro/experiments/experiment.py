@@ -161,7 +161,8 @@ class Experiment:
 
 
 # Settings that say where a run writes and how it executes, never what a result holds.
-RUN_ONLY_SETTINGS = ("description", "run_dir", "publish_dir", "publish_readme", "allow_outside_project", "runtime")
+RUN_ONLY_SETTINGS = ("description", "run_dir", "publish_dir", "publish_readme", "publish_report", "allow_outside_project",
+                     "runtime")
 
 
 def results_fingerprint_of(settings: dict) -> str:

@@ -272,20 +272,28 @@ class SanityChecks(_Section):
     """The sanity checks adopted after the paper (docs/sanity-checks.md), scored beside the four
     tests on the same images and maps; absent (the paper, the demo): none."""
     tests: list[Literal[SANITY_TESTS]] = Field(min_length=1, description=(
-        "any of emprt, null_maps, localization, average_precision (maps already made), random_logit "
-        "(maps of the other class), deletion, road (model calls on replicate 1's trained maps of the SSIM sample)"))
-    seed: int = Field(0, ge=0, description="the noise maps, ROAD's tie-breaking and imputation noise")
+        "any of emprt, null_maps, localization, average_precision (maps already made), bottom_up (maps of the "
+        "bottom-up states), random_logit (maps of the other class), smprt (noise-averaged maps), deletion, "
+        "road (model calls on replicate 1's trained maps of the SSIM sample)"))
+    seed: int = Field(0, ge=0, description="the noise maps, ROAD's tie-breaking and imputation noise, sMPRT's noise")
     deletion_steps: int = Field(32, ge=2, description="pixel steps of the deletion and insertion curves "
                                                       "(RISE: one row a step, 128 at 128 px)")
     faithfulness_images: Images = Field("all", description="images of the SSIM sample the deletion, "
                                                            "insertion and ROAD curves are computed on")
+    smprt_samples: int = Field(50, ge=2, description="sMPRT: maps averaged per image and state, the last of the "
+                                                     "image itself (Quantus' SmoothMPRT: 50)")
+    smprt_noise: float = Field(0.1, gt=0.0, description="sMPRT: the noise sd as a fraction of each image's range "
+                                                        "(Quantus: 0.1)")
+    smprt_images: Images = Field("all", description="images of the SSIM sample sMPRT averages maps of")
 
     @model_validator(mode="after")
     def _distinct(self):
         if len(set(self.tests)) != len(self.tests):
             raise ValueError(f"tests lists a test twice: {self.tests}")
-        if self.faithfulness_images != "all" and self.faithfulness_images < 3:
-            raise ValueError(f"faithfulness_images must be 'all' or an integer >= 3, got {self.faithfulness_images!r}")
+        for name in ("faithfulness_images", "smprt_images"):
+            value = getattr(self, name)
+            if value != "all" and value < 3:
+                raise ValueError(f"{name} must be 'all' or an integer >= 3, got {value!r}")
         return self
 
 
@@ -349,6 +357,8 @@ class ExperimentSettings(_Section):
     publish_dir: Optional[str] = None
     publish_readme: Optional[str] = Field(None, description="a README whose results section is rewritten "
                                                             "from publish_dir (repro.report.readme)")
+    publish_report: bool = Field(True, description="copy the HTML report (results/report/, its thumbnails "
+                                                   "included) to publish_dir too")
     allow_outside_project: bool = False
     data: Data
     models: Models = Models()

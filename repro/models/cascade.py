@@ -15,6 +15,10 @@ beta, and the moving mean / variance reset to their initial values), seeded from
 name, the layer's position in the model, weight), so a state's weights are the same in both modes, for every call, in every
 process, and different between replicates.
 
+A bottom-up state "up_to_<group>" (repro.protocol.bottom_up_state) randomizes the groups from the
+lowest up to <group> instead (Binder et al. 2023's order; docs/sanity-checks.md): "up_to_logits"
+randomizes the same weights as the cascade's last state.
+
 The API hands out weights, never a model re-randomized in place: `cascade_weights(model, state)`
 returns the weight list of one state and `cascade_states(model)` yields (state, weights) pairs,
 each a fresh list, so `dict(cascade_states(model))` really holds every state.
@@ -27,7 +31,7 @@ from typing import Iterator
 import keras
 import numpy as np
 
-from repro.protocol import INCEPTION_BLOCKS, INCEPTION_STATES, LOGITS, ORIGINAL
+from repro.protocol import BOTTOM_UP_PREFIX, INCEPTION_BLOCKS, INCEPTION_STATES, LOGITS, ORIGINAL
 
 MODES = ("cascading", "independent")
 
@@ -50,11 +54,17 @@ def cascade_weights(model: keras.Model, state: str, *, seed: int = 0, mode: str 
     if mode not in MODES:
         raise ValueError(f"mode must be one of {MODES}, got {mode!r}")
     plan = _plan(model, groups)
-    if state not in plan:
-        raise ValueError(f"unknown state {state!r}; {model.name} has {', '.join(plan)}")
     names = list(plan)
-    position = names.index(state)
-    randomized = names[1:position + 1] if mode == "cascading" else names[position:position + 1][:position]
+    if state.startswith(BOTTOM_UP_PREFIX) and state[len(BOTTOM_UP_PREFIX):] in names[1:]:
+        # Bottom-up (a sanity check after the paper): every group from the lowest up to this one,
+        # cumulative whatever the mode; the fresh values are the top-down states' own.
+        randomized = names[names.index(state[len(BOTTOM_UP_PREFIX):]):]
+    elif state in plan:
+        position = names.index(state)
+        randomized = names[1:position + 1] if mode == "cascading" else names[position:position + 1][:position]
+    else:
+        raise ValueError(f"unknown state {state!r}; {model.name} has {', '.join(plan)}, and "
+                         f"{BOTTOM_UP_PREFIX}<group> for each of {', '.join(names[1:])} (bottom-up)")
     layers = {layer for name in randomized for layer in plan[name]}
     fresh = {} if fresh is None else fresh
     kept = iter(base) if base is not None else None

@@ -16,6 +16,10 @@ A data set whose localization network scored below AVG on utility has no ceiling
 (repro.report.summary.localizers_below_avg): the verdicts against that network (P_High,
 P_Repeat_High, P_Reprod_High) and the findings that rest on it are not measured, not disagreements.
 One headline sums it up: findings agreeing, and verdicts agreeing (firm ones apart).
+A run with the sanity checks adds the published directions of effect of the papers behind them
+(repro.report.sanity.published_directions) as rows of their own, "beyond the paper": graded the
+same way (agree / disagree / not measured) but not in the headline, which counts the findings of
+the paper the kit reproduces (those papers studied other models and data).
 """
 from __future__ import annotations
 
@@ -235,8 +239,10 @@ def failed_randomization_counts(cells: pd.DataFrame) -> dict[str, dict[str, int]
 
 # --- the report -------------------------------------------------------------------------------
 
-def grade(ours: pd.DataFrame, *, randomization_form: str = "replicates") -> dict:
-    """Everything the grade says, as plain data (what the JSON holds)."""
+def grade(ours: pd.DataFrame, *, randomization_form: str = "replicates", beyond: pd.DataFrame | None = None) -> dict:
+    """Everything the grade says, as plain data (what the JSON holds). beyond: the published
+    directions of the sanity checks' papers, checked on this run (finding, source, dataset,
+    outcome, evidence), graded apart from the headline; None (a run without them): no such part."""
     cells = compare_cells(ours, randomization_form=randomization_form)
     p_cells = cells[cells["column"].str.startswith("P_")]
     measured = p_cells[p_cells["verdict_agreement"].isin([AGREE, DISAGREE])]
@@ -259,7 +265,7 @@ def grade(ours: pd.DataFrame, *, randomization_form: str = "replicates") -> dict
         "findings_disagreeing": int((findings["outcome"] == DISAGREE).sum()),
         "findings_not_measured": int((findings["outcome"] == NOT_MEASURED).sum()),
     }
-    return {
+    report = {
         "headline": headline(summary),
         "summary": summary,
         "cells": cells.replace({np.nan: None}).to_dict(orient="records"),
@@ -269,6 +275,14 @@ def grade(ours: pd.DataFrame, *, randomization_form: str = "replicates") -> dict
         "failed_randomization_counts": {"ours": failed_randomization_counts(ours),
                                         "paper_table3": failed_randomization_counts(published_cells())},
     }
+    if beyond is not None:
+        measured = beyond[beyond["outcome"] != NOT_MEASURED]
+        report["beyond_the_paper"] = {
+            "summary": f"{int((measured['outcome'] == AGREE).sum())} of {len(measured)} measured published directions "
+                       f"of the sanity checks' papers agree ({len(beyond) - len(measured)} not measured; not in the "
+                       f"headline)",
+            "findings": beyond.to_dict(orient="records")}
+    return report
 
 
 def headline(summary: dict) -> str:
@@ -299,6 +313,14 @@ def grade_markdown(report: dict) -> str:
     for f in report["findings"]:
         caveat = f" ({f['caveat']})" if f["caveat"] else ""
         lines.append(f"| {f['finding']}{caveat} | {f['source']} | {f['outcome']} |")
+    if "beyond_the_paper" in report:
+        beyond = report["beyond_the_paper"]
+        lines += ["", "## Beyond the paper: the sanity checks' published directions", "",
+                  f"{beyond['summary']}. The papers behind the checks (docs/sanity-checks.md) studied other models "
+                  "and data; their claims are checked on this run's cells, per data set.", "",
+                  "| finding | source | data set | outcome | evidence |", "|---|---|---|---|---|"]
+        lines += [f"| {f['finding']} | {f['source']} | {f['dataset']} | {f['outcome']} | {f['evidence']} |"
+                  for f in beyond["findings"]]
     lines += ["", "## Where the paper contradicts itself", ""]
     lines += [f"- **{c['claim']}**: {c['paper_says']}" for c in report["contradictions_in_the_paper"]]
     counts = report["failed_randomization_counts"]
@@ -322,8 +344,9 @@ def grade_markdown(report: dict) -> str:
     return "\n".join(lines) + "\n"
 
 
-def write_grade(ours: pd.DataFrame, out_dir, *, randomization_form: str = "replicates") -> dict:
-    report = grade(ours, randomization_form=randomization_form)
+def write_grade(ours: pd.DataFrame, out_dir, *, randomization_form: str = "replicates",
+                beyond: pd.DataFrame | None = None) -> dict:
+    report = grade(ours, randomization_form=randomization_form, beyond=beyond)
     write_json(f"{out_dir}/grade.json", report)
     write_text(f"{out_dir}/grade.md", grade_markdown(report))
     return report

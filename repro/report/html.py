@@ -297,7 +297,8 @@ class _Report:
             return None
         return {"headline": self.grade["headline"], "findings": self.grade.get("findings", []),
                 "correlations": self.grade.get("rank_correlations", []),
-                "contradictions": self.grade.get("contradictions_in_the_paper", [])}
+                "contradictions": self.grade.get("contradictions_in_the_paper", []),
+                "beyond": self.grade.get("beyond_the_paper")}
 
     # the sanity checks adopted after the paper ---------------------------------------------------
 

@@ -16,12 +16,15 @@ import numpy as np
 import pandas as pd
 
 from repro.io import write_text
-from repro.protocol import (AVERAGE_PRECISION, DELETION, EMPRT, FAIL, LOCALIZATION, NOT_MEASURED, NULL_MAPS, PASS,
-                            RANDOM_LOGIT, ROAD, SANITY_TESTS)
+from repro.protocol import (AVERAGE_PRECISION, BOTTOM_UP, BOTTOM_UP_PREFIX, CONTROLS, DELETION, EMPRT, FAIL,
+                            LOCALIZATION, NOT_MEASURED, NULL_CONTROLS, NULL_MAPS, PASS, RANDOM_LOGIT, ROAD, SANITY_TESTS,
+                            SMPRT)
 from repro.report.tables import FRAGILE, MARKERS
 
 TITLES = {
     EMPRT: "eMPRT: the rise in map complexity from the trained to the fully randomized model (Hedström et al. 2024)",
+    SMPRT: "sMPRT: the randomization test on maps averaged over noisy copies of the image (Hedström et al. 2024)",
+    BOTTOM_UP: "Bottom-up randomization: the lowest block randomized first (Binder et al. 2023)",
     NULL_MAPS: "Null maps through the randomization test (Binder et al. 2023)",
     RANDOM_LOGIT: "Random logit: the predicted class's map against the other class's (Sixt et al. 2020)",
     LOCALIZATION: "Localization as cheXlocalize scores it: IoU (Otsu; a threshold tuned on the validation set) "
@@ -32,6 +35,8 @@ TITLES = {
 }
 COLUMNS = {
     EMPRT: ["eMPRT", "P_Zero"],
+    SMPRT: ["RandBaseline", "FullyRandomized", "P_Randomization"],
+    BOTTOM_UP: ["RandBaseline", "LowestRandomized", "P_BottomUp"],
     NULL_MAPS: ["RandBaseline", "FullyRandomized", "P_Randomization"],
     RANDOM_LOGIT: ["RandBaseline", "OtherClass", "P_Logit"],
     LOCALIZATION: ["IoU", "P_IoU_AVG", "P_IoU_High", "Threshold", "IoUTuned", "P_IoUTuned_AVG", "P_IoUTuned_High",
@@ -42,6 +47,11 @@ COLUMNS = {
 }
 RULES = {
     EMPRT: "passes when its mean eMPRT is significantly above 0 (the score of a map that ignores the weights)",
+    SMPRT: "the paper's randomization rule on the denoised maps: passes when the denoised fully randomized map is "
+           "significantly less like the denoised trained map (SSIM) than the random-pair baseline",
+    BOTTOM_UP: "the paper's randomization rule at the first bottom-up state (only the lowest block randomized): passes "
+               "when its map is significantly less like the trained map (SSIM) than the random-pair baseline; the "
+               "curve shows every bottom-up state",
     NULL_MAPS: "the paper's randomization rule; a null map must not pass (one that does means the harness is broken)",
     RANDOM_LOGIT: "passes when the two classes' maps are significantly less alike (SSIM) than the random-pair "
                   "baseline; a map that explains the image, not the decision, does not pass",
@@ -50,7 +60,7 @@ RULES = {
     DELETION: "deletion passes when its AUC is significantly below the noise map's, insertion when above",
     ROAD: "passes when its gap is significantly above the noise map's",
 }
-METRICS = {EMPRT: ["emprt"], NULL_MAPS: ["ssim"], RANDOM_LOGIT: ["ssim"], LOCALIZATION: ["iou_otsu", "iou_tuned", "hit"], AVERAGE_PRECISION: ["ap"],
+METRICS = {EMPRT: ["emprt"], SMPRT: ["ssim"], BOTTOM_UP: ["ssim", "ssim_curve"], NULL_MAPS: ["ssim"], RANDOM_LOGIT: ["ssim"], LOCALIZATION: ["iou_otsu", "iou_tuned", "hit"], AVERAGE_PRECISION: ["ap"],
            DELETION: ["deletion_auc", "insertion_auc"], ROAD: ["road_gap"]}
 VERDICT_COLUMN = {"emprt": "P_Zero", "iou_otsu": "P_IoU_AVG", "iou_tuned": "P_IoUTuned_AVG", "hit": "P_Hit_AVG", "ap": "P_AP_AVG",
                   "deletion_auc": "P_Deletion_Noise", "insertion_auc": "P_Insertion_Noise", "road_gap": "P_Road_Noise"}
@@ -116,6 +126,10 @@ def sanity_figures(scores: pd.DataFrame, cells: pd.DataFrame, out_dir: str | Pat
             for column, name in enumerate(names):
                 axis = axes[row, column]
                 rows = _figure_rows(scores, test, metric, name, choices[name])
+                axis.set_title(f"{datasets[name].title}", pad=14)
+                if metric == "ssim_curve":
+                    _curve(axis, rows)
+                    continue
                 groups = list(dict.fromkeys(rows["group"]))
                 _boxes(axis, [rows.loc[rows["group"] == g, "score"].dropna() for g in groups], groups,
                        colours=[None] * len(groups))
@@ -124,8 +138,9 @@ def sanity_figures(scores: pd.DataFrame, cells: pd.DataFrame, out_dir: str | Pat
                     mark = _mark(cells, test, name, group, metric)
                     if mark:
                         axis.text(x, top, mark, ha="center", va="bottom", fontsize=8)
-                axis.set_title(f"{datasets[name].title}", pad=14)
                 axis.set_ylabel({NULL_MAPS: "SSIM (fully randomized | baseline)",
+                                 SMPRT: "SSIM, denoised (fully randomized | baseline)",
+                                 BOTTOM_UP: "SSIM (lowest block randomized | baseline)",
                                  RANDOM_LOGIT: "SSIM (other class | baseline)"}.get(test, metric))
         figure.suptitle(TITLES[test], fontsize=10)
         paths += save_figure(figure, out_dir, f"figure_sanity_{test}")
@@ -134,16 +149,37 @@ def sanity_figures(scores: pd.DataFrame, cells: pd.DataFrame, out_dir: str | Pat
 
 def _figure_rows(scores, test, metric, dataset, choice) -> pd.DataFrame:
     rows = scores[(scores["test"] == test) & (scores["metric"] == metric) & (scores["dataset"] == dataset)]
-    if test in (EMPRT, NULL_MAPS):
+    if metric == "ssim_curve":   # every replicate's
+        return rows[rows["model"].isin(choice.replicates)]
+    if test in (EMPRT, NULL_MAPS, BOTTOM_UP):
         rows = rows[rows["model"] == choice.replicates[0]]
-        if test == NULL_MAPS:
+        if test in (NULL_MAPS, BOTTOM_UP):
             return _paired_boxes(rows, {"baseline": " baseline"}, " randomized")
         return rows
-    if test == RANDOM_LOGIT:
+    if test in (RANDOM_LOGIT, SMPRT):
         rows = rows[rows["model"] == choice.utility]
-        return _paired_boxes(rows, {"baseline": " baseline"}, " other")
+        return _paired_boxes(rows, {"baseline": " baseline"}, " other" if test == RANDOM_LOGIT else " randomized")
     keep = (rows["model"] == choice.utility) | (rows["group"] == rows["model"]) | (rows["model"] == choice.localizer)
     return rows[keep]
+
+
+def _curve(axis, rows: pd.DataFrame) -> None:
+    """The bottom-up curve: each group's mean SSIM to the trained map over the images and replicates,
+    per state in bottom-up order (as Figure 3 draws the top-down cascade)."""
+    from matplotlib import colormaps
+    states = list(dict.fromkeys(rows["state"]))
+    colours = colormaps["tab20"].colors
+    for k, group in enumerate(dict.fromkeys(rows["group"])):
+        means = rows[rows["group"] == group].groupby("state")["score"].mean().reindex(states)
+        control = group in (*CONTROLS, *NULL_CONTROLS)    # dashed: the maps that must not pass
+        axis.plot(range(len(states)), means.to_numpy(), marker="o", markersize=3, label=group,
+                  color=colours[(2 * k) % 20 + (k * 2 >= 20)], linestyle="--" if control else "-")
+    axis.set_xticks(range(len(states)), [state.removeprefix(BOTTOM_UP_PREFIX) for state in states], rotation=45,
+                    fontsize=7)
+    axis.set_xlabel("randomized from the bottom up to")
+    axis.set_ylabel("mean SSIM to the trained map")
+    axis.set_ylim(-0.05, 1.05)
+    axis.legend(fontsize=6, ncol=2)
 
 
 def _paired_boxes(rows: pd.DataFrame, suffixes: dict[str, str], otherwise: str) -> pd.DataFrame:

@@ -27,7 +27,7 @@ import numpy as np
 import scipy.stats
 
 from repro.metrics import is_constant, ssim
-from repro.protocol import INCEPTION_STATES, LOGITS, ORIGINAL
+from repro.protocol import INCEPTION_STATES, LOGITS, ORIGINAL, bottom_up_state
 
 # Quantus 0.6.0 EfficientMPRT: complexity_func=discrete_entropy with n_bins=100 when no binning
 # rule is asked for (efficient_mprt.py, find_n_bins; complexity_func.py, discrete_entropy).
@@ -97,7 +97,9 @@ def noisy_average(explain: Callable[[np.ndarray, int], np.ndarray], images: np.n
     seed, keys: image i's noise comes from numpy's Generator seeded with (seed, crc32(str(key_i)));
     keys default to the images' positions. Give each (image, model, state) its own key for
     independent noise, the kit's rule for SmoothGrad (docs/protocol.md).
-    Returns (N, ...) float64: the mean map of each image.
+    Returns (N, ...) float64: the mean map of each image. Ours: a copy whose map is degenerate (not
+    finite anywhere: the kit's NaN maps, e.g. a Guided Grad-CAM whose Grad-CAM is all zero) is left
+    out of its image's mean, as the scores leave degenerate maps out; NaN when every copy's is.
     """
     images = np.asarray(images)
     if images.ndim != 4 or len(images) == 0 or not np.issubdtype(images.dtype, np.floating):
@@ -120,15 +122,18 @@ def noisy_average(explain: Callable[[np.ndarray, int], np.ndarray], images: np.n
         std = noise * float(image.max() - image.min())
         eps = rng.standard_normal((samples - 1, *image.shape)) * std
         copies = np.concatenate([image[None] + eps, image[None]]).astype(images.dtype)
-        total = None
+        total, used = None, 0
         for start in range(0, samples, batch_size):
             chunk = copies[start:start + batch_size]
             maps = np.asarray(explain(chunk, i), dtype=np.float64)
             if maps.ndim < 1 or len(maps) != len(chunk) or (total is not None and maps.shape[1:] != total.shape):
                 raise ValueError(f"noisy_average: explain returned {maps.shape} for {len(chunk)} copies of image {i}"
                                  + ("" if total is None else f"; earlier calls gave maps of shape {total.shape}"))
-            total = maps.sum(axis=0) if total is None else total + maps.sum(axis=0)
-        means.append(total / samples)
+            defined = np.isfinite(maps.reshape(len(maps), -1)).all(axis=1)   # a degenerate (NaN) map: left out
+            total = np.zeros(maps.shape[1:]) if total is None else total
+            total += maps[defined].sum(axis=0)
+            used += int(defined.sum())
+        means.append(total / used if used else np.full(total.shape, np.nan))
     return np.stack(means)
 
 
@@ -152,12 +157,12 @@ def bottom_up_states(states: Sequence[str] = INCEPTION_STATES) -> tuple[tuple[st
     head "logits"), each state keeping the groups below it randomized: Binder et al. 2023 (bottom-up
     beside top-down) and Quantus' layer_order="bottom_up", which Hedstroem et al. 2024 recommend.
     The groups never randomized top-down (InceptionV3's mixed0 and stem) stay trained here too, so
-    the last state randomizes the same weights as the cascade's last. A state's name is the group
-    it adds, so "mixed3" here (mixed1-3 random) is not "mixed3" of the cascade (head and mixed10-3
-    random): keep the order beside the state wherever both are stored.
+    the last state randomizes the same weights as the cascade's last. A state is named
+    "up_to_<group>" after the group it adds (repro.protocol.bottom_up_state: "up_to_mixed3" has
+    mixed1-3 random), never as a top-down state, and repro.models.cascade.cascade_weights takes it.
     """
     groups = _groups(states)[::-1]
-    return ((ORIGINAL, ()),) + tuple((group, groups[:k + 1]) for k, group in enumerate(groups))
+    return ((ORIGINAL, ()),) + tuple((bottom_up_state(group), groups[:k + 1]) for k, group in enumerate(groups))
 
 
 def _groups(states: Sequence[str]) -> tuple[str, ...]:

@@ -6,6 +6,10 @@ verdict, from `lmer(score ~ group + (1 | image))` and multcomp's single-step Tuk
 paper's cells (repro.statistics.mixed). The verdict rule of each check (docs/sanity-checks.md):
 - emprt: the mean eMPRT above 0 (a map that ignores the weights scores 0), as the paper's constant
   comparisons are made (evaluation.constant_comparison); P_Zero;
+- smprt: the paper's randomization rule on denoised maps (replicate 1's denoised fully randomized
+  map's SSIM to its denoised trained map below the denoised maps' random-pair baseline); P_Randomization;
+- bottom_up: the paper's randomization rule at the first bottom-up state (the lowest group
+  randomized; its last state is the cascade's last); P_BottomUp;
 - null_maps: the paper's randomization rule (fully randomized SSIM below the random-pair baseline);
   P_Randomization; a null map that passes means the harness is broken;
 - random_logit: the predicted class's map against the other class's, below the random-pair baseline
@@ -16,7 +20,7 @@ paper's cells (repro.statistics.mixed). The verdict rule of each check (docs/san
   compared in the report with Table 3's trapezoidal ones;
 - deletion: the deletion AUC below the noise map's, the insertion AUC above it;
 - road: the gap AUC(LeRF) - AUC(MoRF) above the noise map's.
-Where several replicates are scored (emprt, null_maps), each image's score is the mean over them.
+Where several replicates are scored (emprt, bottom_up, null_maps), each image's score is the mean over them.
 Stability: the cells' verdicts on cluster bootstrap resamples of the images (repro.statistics.stability).
 """
 from __future__ import annotations
@@ -26,8 +30,8 @@ import zlib
 import numpy as np
 import pandas as pd
 
-from repro.protocol import (AVERAGE_PRECISION, AVG, CONTROLS, DELETION, EMPRT, LOCALIZATION, NOT_MEASURED,
-                            NULL_CONTROLS, NULL_MAPS, RANDOM_LOGIT, ROAD, DatasetSpec)
+from repro.protocol import (AVERAGE_PRECISION, AVG, BOTTOM_UP, CONTROLS, DELETION, EMPRT, LOCALIZATION, NOT_MEASURED,
+                            NULL_CONTROLS, NULL_MAPS, RANDOM_LOGIT, ROAD, SMPRT, DatasetSpec)
 from repro.statistics.cells import CELL_DECIMALS, ModelChoice, PostHoc
 from repro.statistics.mixed import format_p
 from repro.statistics.stability import resample_images
@@ -78,28 +82,27 @@ def sanity_cells(scores: pd.DataFrame, dataset: DatasetSpec, choice: ModelChoice
             for group in family:
                 cells.append(_value_cell(EMPRT, name, group, "eMPRT", rows))
                 cells.append(_p_cell(EMPRT, name, group, "P_Zero", next(contrasts), f"{group} eMPRT vs 0"))
+    if SMPRT in tests:
+        rows = scores[(scores["test"] == SMPRT) & (scores["model"] == choice.utility)]
+        cells += _against_baseline(post_hoc, SMPRT, name, rows, methods, label="smprt",
+                                   tested=("denoised randomized", "FullyRandomized"), p_column="P_Randomization",
+                                   what="denoised fully randomized")
+    if BOTTOM_UP in tests:
+        rows = scores[(scores["test"] == BOTTOM_UP) & (scores["metric"] == "ssim") & scores["model"].isin(choice.replicates)]
+        cells += _against_baseline(post_hoc, BOTTOM_UP, name, rows, dict.fromkeys([*methods, *controls, NOISE]),
+                                   label="bottom up",
+                                   tested=("lowest group randomized", "LowestRandomized"), p_column="P_BottomUp",
+                                   what="lowest group randomized", image_means=True)
     if NULL_MAPS in tests:
         rows = scores[(scores["test"] == NULL_MAPS) & scores["model"].isin(choice.replicates)]
-        for group in NULL_GROUPS:
-            mine = rows[rows["group"] == group]
-            if mine.empty:
-                continue
-            cells += _below_baseline(post_hoc, NULL_MAPS, name, group,
-                                     _image_means(mine[mine["state"] != "baseline"]),
-                                     _image_means(mine[mine["state"] == "baseline"]),
-                                     tested=("randomized", "FullyRandomized"),
-                                     p_column="P_Randomization", family=f"{name} null maps {group}",
-                                     comparison=f"{group} fully randomized vs its random-pair baseline")
+        cells += _against_baseline(post_hoc, NULL_MAPS, name, rows, NULL_GROUPS, label="null maps",
+                                   tested=("randomized", "FullyRandomized"), p_column="P_Randomization",
+                                   what="fully randomized", image_means=True)
     if RANDOM_LOGIT in tests:
         rows = scores[(scores["test"] == RANDOM_LOGIT) & (scores["model"] == choice.utility)]
-        for group in [*methods, *controls]:
-            mine = rows[rows["group"] == group]
-            if mine.empty:
-                continue
-            cells += _below_baseline(post_hoc, RANDOM_LOGIT, name, group, mine[mine["state"] != "baseline"],
-                                     mine[mine["state"] == "baseline"], tested=("other class", "OtherClass"),
-                                     p_column="P_Logit", family=f"{name} random logit {group}",
-                                     comparison=f"{group} other class's map vs its random-pair baseline")
+        cells += _against_baseline(post_hoc, RANDOM_LOGIT, name, rows, [*methods, *controls], label="random logit",
+                                   tested=("other class", "OtherClass"), p_column="P_Logit",
+                                   what="other class's map")
     high = dataset.high_baseline if choice.localizer else None
     for test, metric, column, short in ((LOCALIZATION, "iou_otsu", "IoU", "IoU"),
                                         (LOCALIZATION, "iou_tuned", "IoUTuned", "IoUTuned"),
@@ -175,6 +178,25 @@ def sanity_stability(scores: pd.DataFrame, cells: pd.DataFrame, dataset: Dataset
 def _verdicts(cells: pd.DataFrame) -> pd.Series:
     found = cells[cells["column"].str.startswith("P_") & ~cells["verdict"].isin(["", NOT_MEASURED])]
     return found.set_index(KEY)["verdict"]
+
+
+def _against_baseline(post_hoc: PostHoc, test: str, dataset: str, rows: pd.DataFrame, groups, *, label: str,
+                      tested: tuple[str, str], p_column: str, what: str, image_means: bool = False) -> list[list]:
+    """The paper's randomization rule for each group in `rows` (state "baseline": its random-pair
+    baseline; any other state: the maps tested against the trained ones), each group a family of
+    its own; image_means: each image's score is the mean over the replicates scored."""
+    cells = []
+    for group in groups:
+        mine = rows[rows["group"] == group]
+        if mine.empty:
+            continue
+        scored, baseline = mine[mine["state"] != "baseline"], mine[mine["state"] == "baseline"]
+        if image_means:
+            scored, baseline = _image_means(scored), _image_means(baseline)
+        cells += _below_baseline(post_hoc, test, dataset, group, scored, baseline, tested=tested, p_column=p_column,
+                                 family=f"{dataset} {label} {group}",
+                                 comparison=f"{group} {what} vs its random-pair baseline")
+    return cells
 
 
 def _below_baseline(post_hoc: PostHoc, test: str, dataset: str, group: str, scored: pd.DataFrame,

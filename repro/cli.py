@@ -293,15 +293,18 @@ def _maps(args) -> None:
 
 def _table(args) -> None:
     experiment = _experiment(args)
-    pipeline.stage_tables(experiment, results.read_cells(experiment), tables=(args.number,))
+    with RunLock(experiment.layout.lock_file):     # not while a run replaces the same results
+        pipeline.stage_tables(experiment, results.read_cells(experiment), tables=(args.number,))
     print(experiment.layout.result(f"table{args.number}.md").read_text())
 
 
 def _figure(args) -> None:
     experiment = _experiment(args)
-    scores, cells = results.read_scores(experiment), results.read_cells(experiment)   # before any data is made
-    datasets = pipeline.prepare_data(experiment, progress=False)
-    for path in pipeline.stage_figures(experiment, scores, cells, datasets, figures=(args.number,)):
+    with RunLock(experiment.layout.lock_file):
+        scores, cells = results.read_scores(experiment), results.read_cells(experiment)   # before any data is made
+        datasets = pipeline.prepare_data(experiment, progress=False)
+        paths = pipeline.stage_figures(experiment, scores, cells, datasets, figures=(args.number,))
+    for path in paths:
         print(f"wrote {path}")
 
 
@@ -313,8 +316,9 @@ def _statistics(args) -> None:
 
 def _grade(args) -> None:
     experiment = _experiment(args)
-    sanity = results.read_sanity_cells(experiment) if experiment.settings.evaluation.sanity is not None else None
-    report = pipeline.stage_grade(experiment, results.read_cells(experiment), sanity)
+    with RunLock(experiment.layout.lock_file):
+        sanity = results.read_sanity_cells(experiment) if experiment.settings.evaluation.sanity is not None else None
+        report = pipeline.stage_grade(experiment, results.read_cells(experiment), sanity)
     if report is None:
         raise ValueError(f"the fidelity grade compares the paper's data sets with its tables; experiment "
                          f"{experiment.name} has {', '.join(experiment.datasets)}")

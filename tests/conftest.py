@@ -5,9 +5,18 @@ that an in-process run and a run on worker processes compute the same bits.
 """
 from __future__ import annotations
 
+import sys
+from pathlib import Path
+
 from repro.runtime import configure
 
 configure(deterministic=True, threads=1)
+
+# Test-only peers that do not install beside the kit's requirements (Quantus: tests/test_sanity.py),
+# put in .testdeps by `make test`; last on the path, so that they never shadow the kit's own packages.
+TESTDEPS = Path(__file__).resolve().parents[1] / ".testdeps"
+if TESTDEPS.is_dir() and str(TESTDEPS) not in sys.path:
+    sys.path.append(str(TESTDEPS))
 
 import numpy as np  # noqa: E402
 import pytest  # noqa: E402

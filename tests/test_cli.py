@@ -122,7 +122,14 @@ def test_results_of_other_settings_are_refused_by_every_command_that_reads_them(
                                f"train.epochs: 1 then, 7 now (run: repro all --experiment smoke --run-dir {run} "
                                "--set train.epochs=7)\n"), command
         assert printed.out == ""
-    assert sorted(p.name for p in run.iterdir()) == ["experiment.json", "provenance.json", "results"]   # no data made
+    made = sorted(p.name for p in run.iterdir() if p.name != ".lock")    # the run lock each command took
+    assert made == ["experiment.json", "provenance.json", "results"]   # no data made
+    # and none of them writes while a run holds the directory
+    from repro.io import RunLock
+    with RunLock(load_experiment("smoke", run_dir=run).layout.lock_file):
+        for command in (["table", "3"], ["figure", "2"], ["grade"]):
+            assert main([*command, *common]) == 2, command
+            assert "is in use by" in capsys.readouterr().err, command
 
 
 def test_results_after_an_edited_experiment_file_are_refused(tmp_path, capsys):

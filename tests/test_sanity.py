@@ -3,10 +3,10 @@ scikit-image / scipy, and Quantus where it implements the same computation.
 
 Quantus is a test-only dependency and is not in the kit's requirements: its wheel imports OpenCV at
 the top of quantus/functions/perturb_func.py (for rotations the kit does not use) and its TensorFlow
-extra pins keras<3. The Quantus tests run where `quantus` and `cachetools` are importable, e.g.
-    pip install --target .testdeps --no-deps quantus cachetools
-    PYTHONPATH=.testdeps pytest tests/test_sanity.py
-(OpenCV, when absent, is replaced by an empty module for the import only; no function used here
+extra pins keras<3. The Quantus tests run where `quantus` and `cachetools` are importable: `make
+test` installs them with
+    pip install --target .testdeps --no-deps quantus==0.6.0 cachetools
+and tests/conftest.py puts .testdeps on the path (OpenCV, when absent, is replaced by an empty module for the import only; no function used here
 calls it), and are skipped with that reason elsewhere.
 """
 import importlib
@@ -43,8 +43,8 @@ def quantus():
     try:
         module = importlib.import_module("quantus")
     except ImportError as err:
-        pytest.skip(f"Quantus not importable ({err}): pip install --target .testdeps --no-deps quantus "
-                    "cachetools, then PYTHONPATH=.testdeps")
+        pytest.skip(f"Quantus not importable ({err}): pip install --target .testdeps --no-deps quantus==0.6.0 "
+                    "cachetools (make test does)")
     finally:
         if stubbed:
             del sys.modules["cv2"]

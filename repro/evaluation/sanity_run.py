@@ -3,9 +3,8 @@
 The checks on stored maps are scored per data set here (the validation maps that tune
 cheXlocalize's threshold and the bottom-up states' maps are the maps stage's). The model calls of
 the sMPRT, random-logit and faithfulness checks are units of work, one (data set, test, method or
-group) each, stored in the
-run's sanity/ folder with what they were made from, so that a killed run resumes and a cluster
-runs them side by side. Everything is handed in: the run's MapContext (layout, models, saliency
+group) each, stored in the run's sanity/ folder with what they were made from, so that a killed
+run resumes and a cluster runs them side by side. Everything is handed in: the run's MapContext (layout, models, saliency
 settings and parameters), the roles and the evaluation settings, never the Experiment.
 """
 from __future__ import annotations

@@ -9,6 +9,10 @@ TRAINING_VERSION = 2      # a change to training that alters what a model learns
 ARCHITECTURE_REVISIONS = {"retinanet": 1}
 MAPS_VERSION = 3          # a change that alters the maps the same settings produce
 STATISTICS_VERSION = 2    # a change that alters the cells the same scores give (2: lme4's fit, multcomp's P)
+# A change that alters what a sanity check's unit of model calls scores from the same maps and
+# settings (repro.evaluation.sanity_run: its units are reused by what they were made from). Not in
+# CODE_VERSIONS: the results fingerprint holds the sanity settings, and only when the checks are on.
+SANITY_VERSION = 1
 
 CODE_VERSIONS = {"training": TRAINING_VERSION, "architectures": ARCHITECTURE_REVISIONS,
                  "maps": MAPS_VERSION, "statistics": STATISTICS_VERSION}

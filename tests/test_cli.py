@@ -200,6 +200,11 @@ def test_maps_with_an_unknown_state_names_the_models_states(smoke_run, tmp_path,
     copy_run(smoke_run, tmp_path, parts=("data", "cache", "models"))
     assert main(["maps", "--experiment", "smoke", "--run-dir", str(tmp_path), "--states", "original,foo"]) == 2
     err = capsys.readouterr().err
-    assert err == ("repro: error: states: unknown ['foo']; the models of siim have the states original, logits, "
-                   f"{', '.join(f'mixed{k}' for k in range(10, 0, -1))}\n")
+    assert err == ("repro: error: states: unknown ['foo']; the maps of siim planned here have the states original, "
+                   f"logits, {', '.join(f'mixed{k}' for k in range(10, 0, -1))}\n")
+    # with the bottom-up check on, its states are known too (docs/sanity-checks.md)
+    assert main(["maps", "--experiment", "smoke", "--run-dir", str(tmp_path), "--states", "foo",
+                 "--set", "evaluation.sanity.tests=[bottom_up]"]) == 2
+    err = capsys.readouterr().err
+    assert err.endswith(f"mixed1, {', '.join(f'up_to_mixed{k}' for k in range(1, 11))}, up_to_logits\n")
     assert not (tmp_path / "maps").exists()

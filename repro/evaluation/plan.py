@@ -26,7 +26,7 @@ from repro.io import fingerprint
 from repro.layout import RunLayout
 from repro.models.records import model_fingerprint, unusable_model
 from repro.protocol import BOTTOM_UP, INCEPTION_STATES, LOCALIZATION, ORIGINAL
-from repro.sanity import bottom_up_states
+from repro.sanity import bottom_up_split
 from repro.versions import MAPS_VERSION
 
 LOCALIZER = "LOCALIZER"      # the method name of a localization network's own map
@@ -180,10 +180,12 @@ def plan_maps(dataset: Dataset, *, layout: RunLayout, models: dict[str, ModelSpe
     if methods is not None:
         tasks = [t for t in tasks if t.method in methods or t.method == LOCALIZER]
     if states is not None:
-        known = list(dict.fromkeys(state for model_states in cascade_states.values() for state in model_states))
+        known = list(dict.fromkeys([*(state for model_states in cascade_states.values() for state in model_states),
+                                    *(state for _, state in bottom_up)]))
         unknown = [state for state in states if state not in known]
         if unknown:
-            raise ValueError(f"states: unknown {unknown}; the models of {dataset.name} have the states {', '.join(known)}")
+            raise ValueError(f"states: unknown {unknown}; the maps of {dataset.name} planned here have the states "
+                             f"{', '.join(known)}")
         tasks = [t for t in tasks if t.state in states]
     return MapPlan(selection, tasks, cascade_states, localizers, shape, tuning)
 
@@ -197,7 +199,7 @@ def bottom_up_maps(selection: ImageSelection, roles: Roles, states: dict[str, tu
         return {}
     needed = {}
     for replicate in roles.replicates:
-        first, *later = (state for state, _ in bottom_up_states(states[replicate])[1:])
+        first, later = bottom_up_split(states[replicate])
         needed[(replicate, first)] = selection.sample
         needed.update({(replicate, state): selection.curve for state in later})
     return needed

@@ -51,7 +51,7 @@ from repro.experiments import Evaluation, Roles, SanityChecks
 from repro.metrics import SsimStats, auprc, ssim_pairs
 from repro.protocol import (AVERAGE_PRECISION, AVG, BOTTOM_UP, DELETION, EMPRT, LOCALIZATION, NULL_CONTROLS, NULL_MAPS,
                             ORIGINAL, RANDOM_LOGIT, ROAD, SMPRT, DatasetSpec)
-from repro.sanity import (ROAD_FRACTIONS, bottom_up_states, constant_map, deletion_curve, emprt, insertion_curve,
+from repro.sanity import (ROAD_FRACTIONS, bottom_up_split, constant_map, deletion_curve, emprt, insertion_curve,
                           localization_iou, logit_similarity, noise_map, pointing_hit, road_curve, tune_threshold)
 
 CONSTANT, NOISE = NULL_CONTROLS
@@ -113,7 +113,7 @@ def sanity_scores(dataset: DatasetSpec, selection: ImageSelection, truth: TruthF
                 add(EMPRT, "emprt", group, replicate, fully, ids, [emprt(a, b) for a, b in zip(trained, randomized)])
     if BOTTOM_UP in tests:
         for replicate in roles.replicates:
-            first, *later = (state for state, _ in bottom_up_states(states[replicate])[1:])
+            first, later = bottom_up_split(states[replicate])
             for group in [*methods, *controls, NOISE]:
                 ids = selection.sample
                 trained = SsimStats(group_maps(replicate, ORIGINAL, group, ids))
@@ -123,7 +123,8 @@ def sanity_scores(dataset: DatasetSpec, selection: ImageSelection, truth: TruthF
                 trained = SsimStats(group_maps(replicate, ORIGINAL, group, selection.curve))
                 for state in (first, *later):
                     add(BOTTOM_UP, "ssim_curve", group, replicate, state, selection.curve,
-                        ssim_pairs(group_maps(replicate, state, group, selection.curve), trained, data_range=data_range))
+                        ssim_pairs(group_maps(replicate, state, group, selection.curve), trained,
+                                   data_range=data_range))
     if NULL_MAPS in tests:
         for replicate in roles.replicates:
             fully, ids = states[replicate][-1], selection.sample

@@ -4,8 +4,9 @@ The checks on stored maps are scored per data set here (the validation maps that
 cheXlocalize's threshold and the bottom-up states' maps are the maps stage's). The model calls of
 the sMPRT, random-logit and faithfulness checks are units of work, one (data set, test, method or
 group) each, stored in the run's sanity/ folder with what they were made from, so that a killed
-run resumes and a cluster runs them side by side. Everything is handed in: the run's MapContext (layout, models, saliency
-settings and parameters), the roles and the evaluation settings, never the Experiment.
+run resumes and a cluster runs them side by side. Everything is handed in: the run's MapContext
+(layout, models, saliency settings and parameters), the roles and the evaluation settings, never
+the Experiment.
 """
 from __future__ import annotations
 
@@ -27,7 +28,7 @@ from repro.experiments import Evaluation, Roles, SanityChecks
 from repro.io import fingerprint, read_json_object, write_json
 from repro.protocol import ORIGINAL, RANDOM_LOGIT, SMPRT, DatasetSpec
 from repro.sanity import noisy_average
-from repro.versions import MAPS_VERSION
+from repro.versions import MAPS_VERSION, SANITY_VERSION
 
 RunUnits = Callable[..., list]    # an executor's map(function, jobs, progress=...)
 
@@ -91,7 +92,8 @@ def _faithfulness(truths: dict[str, TruthFor], plans: dict[str, MapPlan], contex
             for test in tests:
                 made_from = fingerprint({"test": test, "group": group, "ids": list(ids), "model": model_key,
                                          "maps": hashlib.sha256(np.ascontiguousarray(smaps).tobytes()).hexdigest(),
-                                         "steps": sanity.deletion_steps, "seed": sanity.seed, "version": MAPS_VERSION})
+                                         "steps": sanity.deletion_steps, "seed": sanity.seed,
+                                         "version": [MAPS_VERSION, SANITY_VERSION]})
                 jobs.append((context, sanity, name, test, group, replicate, ids, smaps, made_from,
                              str(context.layout.sanity_dir(name) / f"{test}-{group}.json")))
     return run_units(faithfulness_unit, jobs, progress="faithfulness" if progress else None)
@@ -113,7 +115,8 @@ def _random_logit(plans: dict[str, MapPlan], context: MapContext, roles: Roles, 
             key = plan.fingerprint(replicate, ORIGINAL, method)
             made_from = fingerprint({"test": RANDOM_LOGIT, "maps": key, "ids": list(ids), "seed": seed,
                                      "params": context.params[method], "sanity_seed": evaluation.sanity.seed,
-                                     "data_range": evaluation.ssim_data_range, "version": MAPS_VERSION})
+                                     "data_range": evaluation.ssim_data_range,
+                                     "version": [MAPS_VERSION, SANITY_VERSION]})
             jobs.append((context, name, method, replicate, ids, maps(replicate, ORIGINAL, method, ids), seed,
                          evaluation.sanity.seed, evaluation.ssim_data_range, made_from,
                          str(context.layout.sanity_dir(name) / f"{RANDOM_LOGIT}-{method}.json")))
@@ -136,7 +139,8 @@ def _smprt(plans: dict[str, MapPlan], context: MapContext, roles: Roles, evaluat
                                      "randomized": plan.fingerprint(replicate, fully, method), "ids": list(ids),
                                      "samples": sanity.smprt_samples, "noise": sanity.smprt_noise, "seed": sanity.seed,
                                      "pairs": [evaluation.pairs_per_image, evaluation.pair_seed],
-                                     "data_range": evaluation.ssim_data_range, "version": MAPS_VERSION})
+                                     "data_range": evaluation.ssim_data_range,
+                                     "version": [MAPS_VERSION, SANITY_VERSION]})
             jobs.append((context, sanity, evaluation, name, method, replicate, fully, ids, made_from,
                          str(context.layout.sanity_dir(name) / f"{SMPRT}-{method}.json")))
     return run_units(smprt_unit, jobs, progress="sMPRT" if progress else None)

@@ -16,8 +16,8 @@ name, the layer's position in the model, weight), so a state's weights are the s
 process, and different between replicates.
 
 A bottom-up state "up_to_<group>" (repro.protocol.bottom_up_state) randomizes the groups from the
-lowest up to <group> instead (Binder et al. 2023's order; docs/sanity-checks.md): "up_to_logits"
-randomizes the same weights as the cascade's last state.
+lowest up to <group> instead (Binder et al. 2023's order; docs/sanity-checks.md), cumulative in
+either mode: "up_to_logits" randomizes the same weights as the cascading mode's last state.
 
 The API hands out weights, never a model re-randomized in place: `cascade_weights(model, state)`
 returns the weight list of one state and `cascade_states(model)` yields (state, weights) pairs,

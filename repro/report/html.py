@@ -408,7 +408,8 @@ class _Report:
         for model, states in stored.items():
             if set().union(*states.values()) == {LOCALIZER}:
                 continue
-            order = [s for s in plan.states.get(model, (ORIGINAL,)) if s in states] or list(states)
+            cascade = [s for s in plan.states.get(model, (ORIGINAL,)) if s in states]
+            order = cascade + [s for s in states if s not in cascade]   # then the sanity checks' (bottom-up)
             rows = []
             for state in order:
                 maps = []

@@ -19,13 +19,13 @@ from .faithfulness import (ROAD_FRACTIONS, ROAD_NOISE, Curve, curve_auc, deletio
 from .localization import (CHEXLOCALIZE_THRESHOLDS, PrecisionScores, Tuning, binarize_otsu,
                            binarize_threshold, hit_rate, iou, localization_iou, mean_iou,
                            pointing_hit, precision_scores, tune_threshold)
-from .randomization import (EMPRT_BINS, SMPRT_NOISE, SMPRT_SAMPLES, bottom_up_states, constant_map,
+from .randomization import (EMPRT_BINS, SMPRT_NOISE, SMPRT_SAMPLES, bottom_up_split, bottom_up_states, constant_map,
                             emprt, histogram_entropy, logit_similarity, noise_map, noisy_average,
                             top_down_states)
 
 __all__ = [
     "EMPRT_BINS", "SMPRT_NOISE", "SMPRT_SAMPLES", "histogram_entropy", "emprt", "noisy_average",
-    "bottom_up_states", "top_down_states", "constant_map", "noise_map", "logit_similarity",
+    "bottom_up_states", "bottom_up_split", "top_down_states", "constant_map", "noise_map", "logit_similarity",
     "Curve", "curve_auc", "deletion_curve", "insertion_curve", "rise_blur", "ROAD_FRACTIONS",
     "ROAD_NOISE", "noisy_linear_imputation", "road_curve",
     "CHEXLOCALIZE_THRESHOLDS", "binarize_otsu", "binarize_threshold", "iou", "localization_iou",

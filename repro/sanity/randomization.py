@@ -97,9 +97,9 @@ def noisy_average(explain: Callable[[np.ndarray, int], np.ndarray], images: np.n
     seed, keys: image i's noise comes from numpy's Generator seeded with (seed, crc32(str(key_i)));
     keys default to the images' positions. Give each (image, model, state) its own key for
     independent noise, the kit's rule for SmoothGrad (docs/protocol.md).
-    Returns (N, ...) float64: the mean map of each image. Ours: a copy whose map is degenerate (not
-    finite anywhere: the kit's NaN maps, e.g. a Guided Grad-CAM whose Grad-CAM is all zero) is left
-    out of its image's mean, as the scores leave degenerate maps out; NaN when every copy's is.
+    Returns (N, ...) float64: the mean map of each image. Ours: a copy whose map is degenerate (any
+    pixel not finite: the kit's degenerate maps are all NaN, e.g. a Guided Grad-CAM whose Grad-CAM is
+    all zero) is left out of its image's mean, as the scores leave degenerate maps out; NaN when every copy's is.
     """
     images = np.asarray(images)
     if images.ndim != 4 or len(images) == 0 or not np.issubdtype(images.dtype, np.floating):
@@ -163,6 +163,14 @@ def bottom_up_states(states: Sequence[str] = INCEPTION_STATES) -> tuple[tuple[st
     """
     groups = _groups(states)[::-1]
     return ((ORIGINAL, ()),) + tuple((bottom_up_state(group), groups[:k + 1]) for k, group in enumerate(groups))
+
+
+def bottom_up_split(states: Sequence[str] = INCEPTION_STATES) -> tuple[str, tuple[str, ...]]:
+    """(first, later) bottom-up states of a model with these top-down states: the first randomizes
+    only the lowest group (the bottom-up check's verdict is taken there), the later ones add the
+    groups above it one by one. The maps stage plans and the scores read exactly these."""
+    first, *later = (state for state, _ in bottom_up_states(states)[1:])
+    return first, tuple(later)
 
 
 def _groups(states: Sequence[str]) -> tuple[str, ...]:

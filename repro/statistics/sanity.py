@@ -88,7 +88,8 @@ def sanity_cells(scores: pd.DataFrame, dataset: DatasetSpec, choice: ModelChoice
                                    tested=("denoised randomized", "FullyRandomized"), p_column="P_Randomization",
                                    what="denoised fully randomized")
     if BOTTOM_UP in tests:
-        rows = scores[(scores["test"] == BOTTOM_UP) & (scores["metric"] == "ssim") & scores["model"].isin(choice.replicates)]
+        rows = scores[(scores["test"] == BOTTOM_UP) & (scores["metric"] == "ssim")
+                      & scores["model"].isin(choice.replicates)]
         cells += _against_baseline(post_hoc, BOTTOM_UP, name, rows, dict.fromkeys([*methods, *controls, NOISE]),
                                    label="bottom up",
                                    tested=("lowest group randomized", "LowestRandomized"), p_column="P_BottomUp",

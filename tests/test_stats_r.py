@@ -133,6 +133,7 @@ LIVE_FAMILIES = ("randomization, 3 replicates vs baseline", "a control's family 
                  "similarity dropped, single_step", "similarity dropped, constant_group")
 
 
+@pytest.mark.live_r
 def test_r_live(tmp_path):
     """refit.R, run now, gives the committed answers (and so the kit's) to within R's own error."""
     need_r()

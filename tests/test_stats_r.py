@@ -148,6 +148,7 @@ def test_r_live(tmp_path):
     assert np.allclose(both["p_value_x"], both["p_value_y"], atol=5e-4)
 
 
+@pytest.mark.live_r
 def test_export_refits_in_r_to_the_kits_p_values(smoke_run, tmp_path, capsys):
     """`repro statistics --export-r` writes every fitted family; R refits them to the kit's P values."""
     from repro.cli import main
